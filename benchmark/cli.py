@@ -1,0 +1,47 @@
+"""The `sepbench` console script: argument parsing only; each subcommand lives in its module
+as `add_arguments(parser)` + `run(args) -> exit code`."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from recipes.errors import SepbenchError
+
+# subcommand -> module implementing it
+COMMANDS = {
+    "validate": "benchmark.validate",
+    "demo-data": "benchmark.demo",
+    "prepare": "benchmark.prepare",
+    "recipes": "benchmark.recipes_cmd",
+    "train": "benchmark.train_cmd",
+    "evaluate": "benchmark.evaluate",
+    "separate": "benchmark.separate_cmd",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sepbench", description="Voice/noise separation benchmark")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except SepbenchError as exc:
+        print(f"sepbench {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"sepbench {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Recipe registry: a recipe is one folder here, registered under the folder's own name.
+
+A builder takes the sample rate plus its config's `model:` section and returns a module whose
+forward maps a mixture [B, T] to estimates [B, 2, T] in fixed order (0 = voice, 1 = noise).
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .errors import SepbenchError
+
+SOURCES = ("voice", "noise")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    builder: Callable
+    folder: Path
+
+    def build(self, sample_rate: int, **model_args):
+        return self.builder(sample_rate=sample_rate, **model_args)
+
+
+_REGISTRY: dict[str, Recipe] = {}
+
+
+def register(name: str, description: str):
+    def decorator(builder: Callable) -> Callable:
+        if name in _REGISTRY:
+            raise ValueError(f"recipe {name!r} is registered twice")
+        folder = Path(inspect.getfile(builder)).resolve().parent
+        _REGISTRY[name] = Recipe(name, description, builder, folder)
+        return builder
+    return decorator
+
+
+def get(name: str) -> Recipe:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise SepbenchError(f"unknown recipe {name!r}; available: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+# One line per recipe.
+from . import conv_tasnet  # noqa: E402,F401
+from . import lstm_mask  # noqa: E402,F401
+from . import spec_unet  # noqa: E402,F401

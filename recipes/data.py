@@ -1,0 +1,245 @@
+"""The folder data set: DATA/<split>/<numbered folder>/{mix_snr_XX.wav, voice.wav, noise.wav}.
+
+Used by training, evaluation and the validator alike. Sources come in a fixed order
+(0 = voice, 1 = noise). The mixture is read as stored: it is NOT assumed to equal voice + noise
+(the original data stores the stems at other gains), and nothing is rescaled here.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from .audio import AUDIO_SUFFIXES, audio_info, read_audio
+from .errors import SepbenchError
+
+SOURCES = ("voice", "noise")
+MIX_RE = re.compile(r"^mix_snr_(?P<snr>.*)\.(?:wav|flac)$", re.IGNORECASE)
+FOLDER_RE = re.compile(r"^\d+$")
+
+
+@dataclass(frozen=True)
+class Clip:
+    id: str
+    folder: Path
+    mix: Path
+    voice: Path
+    noise: Path
+    snr_label: float
+
+
+@dataclass(frozen=True)
+class Problem:
+    level: str  # "error", "warning" or "note"
+    path: Path
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.level}: {self.path}: {self.message}"
+
+
+def parse_snr(name: str) -> float | None:
+    """SNR label from a mixture file name (`mix_snr_-4.wav` -> -4.0); None if not parseable."""
+    m = MIX_RE.match(name)
+    if not m:
+        return None
+    try:
+        value = float(m.group("snr"))
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _find_stem(folder: Path, stem: str) -> Path | None:
+    for suffix in AUDIO_SUFFIXES:
+        p = folder / f"{stem}{suffix}"
+        if p.is_file():
+            return p
+    return None
+
+
+def scan_folder(folder: Path) -> tuple[Clip | None, list[Problem]]:
+    """Structural checks of one numbered folder (no audio decoding)."""
+    problems: list[Problem] = []
+    files = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    mixes = [p for p in files if p.name.lower().startswith("mix_snr_")]
+    known: set[Path] = set(mixes)
+    if not mixes:
+        problems.append(Problem("error", folder, "missing mixture file mix_snr_XX.wav"))
+    elif len(mixes) > 1:
+        problems.append(Problem("error", folder, f"more than one mixture file: {', '.join(p.name for p in mixes)}"))
+    snr = None
+    if len(mixes) == 1:
+        snr = parse_snr(mixes[0].name)
+        if snr is None:
+            problems.append(Problem("error", mixes[0], "cannot parse the SNR label from the file name (expected mix_snr_<number>.wav)"))
+    stems = {}
+    for stem in SOURCES:
+        p = _find_stem(folder, stem)
+        if p is None:
+            problems.append(Problem("error", folder, f"missing file {stem}.wav"))
+        else:
+            stems[stem] = p
+            known.add(p)
+    for p in files:
+        if p not in known:
+            problems.append(Problem("warning", p, "unexpected extra file (ignored)"))
+    if any(p.level == "error" for p in problems):
+        return None, problems
+    return Clip(folder.name, folder, mixes[0], stems["voice"], stems["noise"], snr), problems
+
+
+def scan_split(split_dir: str | Path) -> tuple[list[Clip], list[Problem]]:
+    """All clips of one split folder, sorted by folder id, with every structural problem found."""
+    split_dir = Path(split_dir)
+    if not split_dir.is_dir():
+        return [], [Problem("error", split_dir, "split folder is missing")]
+    clips, problems = [], []
+    for entry in sorted(split_dir.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if not entry.is_dir() or not FOLDER_RE.match(entry.name):
+            problems.append(Problem("note", entry, "not a numbered clip folder (ignored)"))
+            continue
+        clip, found = scan_folder(entry)
+        problems.extend(found)
+        if clip is not None:
+            clips.append(clip)
+    if not clips and not any(p.level == "error" for p in problems):
+        problems.append(Problem("error", split_dir, "split has no clip folders"))
+    return clips, problems
+
+
+def load_split(split_dir: str | Path) -> list[Clip]:
+    """Clips of a split; raises on the first structural error (run `sepbench validate` for all)."""
+    clips, problems = scan_split(split_dir)
+    errors = [p for p in problems if p.level == "error"]
+    if errors:
+        more = f" (and {len(errors) - 1} more; run `sepbench validate`)" if len(errors) > 1 else ""
+        raise SepbenchError(f"{errors[0].path}: {errors[0].message}{more}")
+    return clips
+
+
+def split_train_val(clips: list[Clip], fraction: float, seed: int) -> tuple[list[Clip], list[Clip]]:
+    """Seeded validation split, stratified by SNR label: each label gives round(fraction * n)."""
+    if not 0 <= fraction < 1:
+        raise SepbenchError(f"val_fraction must be in [0, 1), got {fraction}")
+    groups: dict[float, list[Clip]] = defaultdict(list)
+    for c in clips:
+        groups[c.snr_label].append(c)
+    rng = np.random.default_rng(seed)
+    val_ids: set[str] = set()
+    for label in sorted(groups):
+        group = sorted(groups[label], key=lambda c: c.id)
+        n_val = int(round(fraction * len(group)))
+        val_ids.update(group[i].id for i in rng.permutation(len(group))[:n_val])
+    if fraction > 0 and not val_ids and len(clips) >= 2:
+        val_ids.add(sorted(clips, key=lambda c: c.id)[rng.integers(len(clips))].id)
+    train = [c for c in clips if c.id not in val_ids]
+    val = [c for c in clips if c.id in val_ids]
+    return train, val
+
+
+def data_splits(data_dir: str | Path, val_fraction: float, seed: int) -> dict[str, list[Clip]]:
+    """train/val clips of a data set root: `val/` when present, else carved from `train/`."""
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise SepbenchError(f"{root}: data folder does not exist")
+    train = load_split(root / "train")
+    if (root / "val").is_dir():
+        return {"train": train, "val": load_split(root / "val")}
+    train, val = split_train_val(train, val_fraction, seed)
+    if not val:
+        raise SepbenchError(f"{root / 'train'}: too few clips to carve a validation split")
+    return {"train": train, "val": val}
+
+
+def clip_lengths(clip: Clip) -> tuple[int, int]:
+    """(frames, sample rate) of a clip; raises if its three files disagree."""
+    infos = {p: audio_info(p) for p in (clip.mix, clip.voice, clip.noise)}
+    rates = {i.samplerate for i in infos.values()}
+    frames = {i.frames for i in infos.values()}
+    if len(rates) > 1:
+        raise SepbenchError(f"{clip.folder}: sample rates differ between files ({sorted(rates)})")
+    if len(frames) > 1:
+        raise SepbenchError(f"{clip.folder}: lengths differ between files ({sorted(frames)} samples)")
+    return frames.pop(), rates.pop()
+
+
+class FolderDataset(torch.utils.data.Dataset):
+    """Mixture [T] and sources [2, T] (voice, noise).
+
+    segment=None: whole clips, items are (mix, sources, meta).
+    segment=N samples: training mode, items are (mix, sources) cut at a random offset drawn from
+    (seed, epoch, index), so every epoch sees new crops yet a rerun sees the same ones.
+    Clips shorter than the segment are zero-padded at the end (short_policy="pad") or left out
+    of the data set at construction (short_policy="skip").
+    """
+
+    def __init__(self, clips, segment: int | None = None, seed: int = 0,
+                 short_policy: str = "pad", downmix: bool = False):
+        if short_policy not in ("pad", "skip"):
+            raise SepbenchError(f"short_policy must be 'pad' or 'skip', got {short_policy!r}")
+        info = [clip_lengths(c) for c in clips]
+        rates = {sr for _, sr in info}
+        if len(rates) > 1:
+            raise SepbenchError(f"{clips[0].folder.parent}: clips have different sample rates {sorted(rates)}")
+        self.sample_rate = rates.pop() if rates else None
+        keep = [i for i, (n, _) in enumerate(info) if n > 0 and (segment is None or short_policy == "pad" or n >= segment)]
+        self.clips = [clips[i] for i in keep]
+        self.lengths = [info[i][0] for i in keep]
+        if not self.clips:
+            raise SepbenchError(f"no usable clips (segment {segment} samples, short_policy {short_policy})")
+        self.segment, self.seed, self.downmix, self.epoch = segment, seed, downmix, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def _read(self, path: Path, start: int, stop: int) -> np.ndarray:
+        data, _ = sf.read(str(path), start=start, stop=stop, dtype="float32", always_2d=True)
+        if data.shape[1] > 1:
+            if not self.downmix:
+                raise SepbenchError(f"{path}: has {data.shape[1]} channels; sepbench needs mono (use the downmix option)")
+            data = data.mean(axis=1, keepdims=True)
+        return data[:, 0]
+
+    def __getitem__(self, index: int):
+        clip, n = self.clips[index], self.lengths[index]
+        if self.segment is None:
+            start, stop = 0, n
+        else:
+            rng = np.random.default_rng((self.seed, self.epoch, index))
+            start = int(rng.integers(0, n - self.segment + 1)) if n > self.segment else 0
+            stop = min(n, start + self.segment)
+        mix = self._read(clip.mix, start, stop)
+        sources = np.stack([self._read(clip.voice, start, stop), self._read(clip.noise, start, stop)])
+        if self.segment is not None and stop - start < self.segment:
+            pad = self.segment - (stop - start)
+            mix = np.pad(mix, (0, pad))
+            sources = np.pad(sources, ((0, 0), (0, pad)))
+        mix, sources = torch.from_numpy(mix), torch.from_numpy(sources)
+        if self.segment is not None:
+            return mix, sources
+        meta = {"id": clip.id, "snr_label": clip.snr_label, "sample_rate": self.sample_rate, "path": str(clip.folder)}
+        return mix, sources, meta
+
+
+def content_hash(clips: list[Clip]) -> str:
+    """Hash of every clip's id, label and file bytes: a data set changed in any way hashes anew."""
+    h = hashlib.sha256()
+    for clip in sorted(clips, key=lambda c: c.id):
+        h.update(f"{clip.id}|{clip.snr_label}|".encode())
+        for p in (clip.mix, clip.voice, clip.noise):
+            h.update(p.name.encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()[:16]
