@@ -25,7 +25,7 @@ class BiLSTMMasker(nn.Module):
 
 
 @register("lstm_mask", "seq2seq BiLSTM mask estimator on the STFT magnitude (voice and noise masks)")
-def build(sample_rate: int, win_ms: float = 32.0, hop_ms: float = 8.0, hidden: int = 256,
+def build(sample_rate: int, win_ms: float = 32.0, hop_ms: float = 8.0, hidden: int = 600,
           n_layers: int = 3, dropout: float = 0.3):
     model = STFTMaskModel(nn.Identity(), sample_rate, win_ms, hop_ms)
     model.masker = BiLSTMMasker(model.n_freq, hidden, n_layers, dropout)

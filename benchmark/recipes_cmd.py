@@ -1,0 +1,29 @@
+"""`sepbench recipes`: every registered recipe with its description and size per profile."""
+from __future__ import annotations
+
+from tabulate import tabulate
+
+HELP = "list the registered recipes with a description and parameter counts"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--sample-rate", type=int, default=8000, help="rate the models are built for (default 8000)")
+
+
+def _params(name: str, profile: str, sample_rate: int) -> str:
+    import recipes
+    from recipes import config
+
+    cfg = config.resolve(name, profile)
+    model = recipes.get(name).build(**config.model_args(name, sample_rate, cfg["model"]))
+    n = sum(p.numel() for p in model.parameters())
+    return f"{n / 1e6:.2f} M" if n >= 1e5 else f"{n / 1e3:.1f} k"
+
+
+def run(args) -> int:
+    import recipes
+
+    rows = [[n, recipes.get(n).description] + [_params(n, p, args.sample_rate) for p in ("smoke", "cpu", "gpu")]
+            for n in recipes.names()]
+    print(tabulate(rows, headers=["recipe", "description", "params smoke", "params cpu", "params gpu"]))
+    return 0

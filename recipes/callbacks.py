@@ -1,0 +1,106 @@
+"""Lightning callbacks of the shared training entry. All file writes happen on global rank 0."""
+from __future__ import annotations
+
+import csv
+import math
+import sys
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+
+from .checkpoint import save_model
+
+LOG_FIELDS = ("epoch", "step", "train_loss", "val_loss", "val_sisdr", "val_sisdri", "lr", "train_seconds")
+
+
+def _metric(trainer: pl.Trainer, name: str) -> float:
+    value = trainer.callback_metrics.get(name)
+    return float(value) if value is not None else math.nan
+
+
+class TimeBudget(pl.Callback):
+    """Wall-clock budget summed over every resumed session (its state rides in last.ckpt), so an
+    interrupted run does not get a fresh budget each time it is restarted."""
+
+    def __init__(self, max_minutes: float | None):
+        self.budget = None if max_minutes is None else 60.0 * max_minutes
+        self.previous = 0.0
+        self.started = time.monotonic()
+        self.exhausted = False
+
+    @property
+    def elapsed(self) -> float:
+        return self.previous + time.monotonic() - self.started
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.started = time.monotonic()
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if self.budget is not None and self.elapsed >= self.budget:
+            self.exhausted = True
+            trainer.should_stop = True
+
+    def state_dict(self) -> dict:
+        return {"elapsed": self.elapsed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.previous = float(state.get("elapsed", 0.0))
+
+
+class BestExport(pl.Callback):
+    """Writes best.pt (a self-describing sepbench checkpoint) whenever val_loss improves."""
+
+    def __init__(self, path: Path, recipe: str, model_args: dict, sample_rate: int, meta: dict):
+        self.path, self.recipe, self.model_args, self.sample_rate, self.meta = path, recipe, model_args, sample_rate, meta
+        self.best, self.best_epoch, self.best_sisdri = math.inf, -1, math.nan
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
+        loss = _metric(trainer, "val_loss")
+        if not loss < self.best:
+            return
+        self.best, self.best_epoch, self.best_sisdri = loss, trainer.current_epoch, _metric(trainer, "val_sisdri")
+        if trainer.is_global_zero:
+            save_model(self.path, pl_module.model, self.recipe, self.model_args, self.sample_rate,
+                       epoch=self.best_epoch, val_loss=loss, val_sisdri=self.best_sisdri, **self.meta)
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "best_epoch": self.best_epoch, "best_sisdri": self.best_sisdri}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.best_epoch = float(state["best"]), int(state["best_epoch"])
+        self.best_sisdri = float(state.get("best_sisdri", math.nan))
+
+
+class EpochLog(pl.Callback):
+    """Appends one row per epoch to log.csv (appending keeps the history across resumes) and, when
+    no progress bar is shown, prints the same as a plain line with an ETA."""
+
+    def __init__(self, path: Path, budget: TimeBudget, max_epochs: int, echo: bool):
+        self.path, self.budget, self.max_epochs, self.echo = path, budget, max_epochs, echo
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if not trainer.is_global_zero:
+            return
+        row = {"epoch": trainer.current_epoch, "step": trainer.global_step,
+               "train_loss": _metric(trainer, "train_loss"), "val_loss": _metric(trainer, "val_loss"),
+               "val_sisdr": _metric(trainer, "val_sisdr"), "val_sisdri": _metric(trainer, "val_sisdri"),
+               "lr": trainer.optimizers[0].param_groups[0]["lr"], "train_seconds": round(self.budget.elapsed, 2)}
+        new = not self.path.exists()
+        with open(self.path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=LOG_FIELDS)
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+        if self.echo:
+            done = trainer.current_epoch + 1
+            per_epoch = self.budget.elapsed / max(done, 1)
+            eta = per_epoch * (self.max_epochs - done)
+            if self.budget.budget is not None:
+                eta = min(eta, max(0.0, self.budget.budget - self.budget.elapsed))
+            print(f"epoch {done}/{self.max_epochs}  train_loss {row['train_loss']:.3f}  "
+                  f"val_loss {row['val_loss']:.3f}  val_sisdri {row['val_sisdri']:+.2f} dB  "
+                  f"lr {row['lr']:.1e}  elapsed {row['train_seconds']:.0f}s  eta <= {eta:.0f}s",
+                  file=sys.stderr, flush=True)

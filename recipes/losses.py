@@ -1,0 +1,58 @@
+"""Fixed-order training losses on waveforms [B, 2, T] (0 = voice, 1 = noise). Never PIT: a model
+that swaps its outputs must be penalised, not forgiven."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .errors import SepbenchError
+from .stft_masking import stft_sizes
+
+
+def si_sdr(est: torch.Tensor, ref: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Scale-invariant SDR in dB over the last axis (zero-mean signals)."""
+    est = est - est.mean(dim=-1, keepdim=True)
+    ref = ref - ref.mean(dim=-1, keepdim=True)
+    alpha = (est * ref).sum(-1, keepdim=True) / (ref.pow(2).sum(-1, keepdim=True) + eps)
+    target = alpha * ref
+    return 10 * torch.log10((target.pow(2).sum(-1) + eps) / ((est - target).pow(2).sum(-1) + eps))
+
+
+class NegSISDR(nn.Module):
+    """-(SI-SDR_voice + w * SI-SDR_noise) / (1 + w), averaged over the batch."""
+
+    def __init__(self, noise_weight: float = 1.0):
+        super().__init__()
+        self.noise_weight = noise_weight
+
+    def forward(self, est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        s = si_sdr(est, ref)
+        return -((s[:, 0] + self.noise_weight * s[:, 1]) / (1 + self.noise_weight)).mean()
+
+
+class SpecL1(nn.Module):
+    """L1 between estimated and true STFT magnitudes (Jansson et al. 2017), computed from the
+    waveforms so every recipe keeps the same (waveform in, waveforms out) contract."""
+
+    def __init__(self, sample_rate: int, win_ms: float, hop_ms: float, noise_weight: float = 1.0):
+        super().__init__()
+        self.n_fft, self.hop = stft_sizes(sample_rate, win_ms, hop_ms)
+        self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
+        self.noise_weight = noise_weight
+
+    def _mag(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stft(x.reshape(-1, x.shape[-1]), self.n_fft, self.hop, window=self.window,
+                          return_complex=True).abs().view(*x.shape[:-1], -1, x.shape[-1] // self.hop + 1)
+
+    def forward(self, est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        err = (self._mag(est) - self._mag(ref)).abs().mean(dim=(-2, -1))
+        return ((err[:, 0] + self.noise_weight * err[:, 1]) / (1 + self.noise_weight)).mean()
+
+
+def build_loss(cfg: dict, sample_rate: int) -> nn.Module:
+    name = cfg["name"]
+    if name == "neg_sisdr":
+        return NegSISDR(cfg["noise_weight"])
+    if name == "spec_l1":
+        return SpecL1(sample_rate, cfg["stft_win_ms"], cfg["stft_hop_ms"], cfg["noise_weight"])
+    raise SepbenchError(f"unknown loss {name!r}; choose neg_sisdr or spec_l1")

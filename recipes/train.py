@@ -1,0 +1,163 @@
+"""The one training entry for every recipe: train(...) -> summary dict (also `sepbench train`)."""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+import yaml
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger
+
+from . import config as config_mod
+from .audio import atomic_write_text
+from .callbacks import BestExport, EpochLog, TimeBudget
+from .checkpoint import git_commit, versions
+from .data import FolderDataset, content_hash, data_splits
+from .errors import SepbenchError
+from .losses import build_loss
+from .system import SeparationSystem
+
+# Keys that change how fast or how long a run goes, not what it computes: a resumed run may
+# change them without being refused as "a different experiment".
+_RESUMABLE_KEYS = {("trainer", "max_minutes"), ("trainer", "max_epochs"), ("data", "num_workers"),
+                   ("trainer", "devices"), ("trainer", "num_nodes"), ("trainer", "strategy")}
+
+
+def _config_diff(old: dict, new: dict, prefix=()) -> list[str]:
+    diffs = []
+    for key in sorted(set(old) | set(new)):
+        path = prefix + (key,)
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            diffs += _config_diff(a, b, path)
+        elif a != b and path not in _RESUMABLE_KEYS:
+            diffs.append(f"{'.'.join(path)}: {a!r} -> {b!r}")
+    return diffs
+
+
+def _write_card(path: Path, card: dict) -> None:
+    atomic_write_text(path, json.dumps(card, indent=2, sort_keys=True) + "\n")
+
+
+def _read_card(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _loaders(cfg: dict, splits: dict, seed: int):
+    seg_seconds = cfg["data"]["segment_seconds"]
+    probe = FolderDataset(splits["train"][:1])
+    segment = int(round(seg_seconds * probe.sample_rate))
+    common = dict(segment=segment, seed=seed, short_policy=cfg["data"]["short_policy"], downmix=cfg["data"]["downmix"])
+    train_set, val_set = FolderDataset(splits["train"], **common), FolderDataset(splits["val"], **common)
+    if train_set.sample_rate != val_set.sample_rate:
+        raise SepbenchError(f"train and validation sample rates differ ({train_set.sample_rate} vs {val_set.sample_rate})")
+    bs, workers = cfg["optim"]["batch_size"], cfg["data"]["num_workers"]
+    gen = torch.Generator().manual_seed(seed)
+    train = torch.utils.data.DataLoader(train_set, batch_size=bs, shuffle=True, generator=gen,
+                                        drop_last=len(train_set) >= bs, num_workers=workers)
+    val = torch.utils.data.DataLoader(val_set, batch_size=bs, shuffle=False, num_workers=workers)
+    return train, val, train_set.sample_rate
+
+
+def train(recipe: str, data: str | Path, profile: str = "cpu", out: str | Path = "runs",
+          overrides: list[str] | tuple = (), resume: bool = False, force: bool = False,
+          progress: bool | None = None) -> dict:
+    """Train `recipe` on `data`; returns {'status', 'run_dir', 'best', 'card', 'metrics'}.
+
+    Re-running a finished run is a no-op unless `force`. An unfinished run (last.ckpt, no
+    complete card) is continued automatically; `resume=True` additionally insists on it.
+    """
+    cfg = config_mod.resolve(recipe, profile, overrides)
+    run_dir = Path(out) / recipe / profile
+    card_path, last, best = run_dir / "card.json", run_dir / "last.ckpt", run_dir / "best.pt"
+    card = _read_card(card_path)
+    if force and run_dir.exists():
+        shutil.rmtree(run_dir)
+        card = None
+    elif card and card.get("status") == "complete" and best.exists():
+        print(f"{recipe}/{profile}: already trained ({run_dir}); --force to retrain", file=sys.stderr)
+        return {"status": "skipped", "run_dir": run_dir, "best": best, "card": card, "metrics": card.get("metrics", {})}
+    if resume and not last.exists():
+        raise SepbenchError(f"{last}: nothing to resume (no last checkpoint)")
+    if last.exists() and (run_dir / "config.yaml").exists():
+        diffs = _config_diff(yaml.safe_load((run_dir / "config.yaml").read_text()), cfg)
+        if diffs:
+            raise SepbenchError(f"{run_dir}: holds an unfinished run with another config ({'; '.join(diffs)}); "
+                                "use --force to start over")
+
+    seed = int(cfg["seed"])
+    pl.seed_everything(seed, workers=True, verbose=False)
+    splits = data_splits(data, cfg["data"]["val_fraction"], seed)
+    train_loader, val_loader, sample_rate = _loaders(cfg, splits, seed)
+    model_args = config_mod.model_args(recipe, sample_rate, cfg["model"])
+    from . import get
+    model = get(recipe).build(**model_args)
+    n_params = sum(p.numel() for p in model.parameters())
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg["optim"]["lr"], weight_decay=cfg["optim"]["weight_decay"])
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, factor=cfg["optim"]["plateau_factor"], patience=cfg["optim"]["plateau_patience"])
+    system = SeparationSystem(model, optimizer, build_loss(cfg["loss"], sample_rate), train_loader, val_loader,
+                              scheduler=scheduler)
+    if cfg["trainer"]["compile"]:
+        system.model = torch.compile(model)  # `model` stays the uncompiled handle for export
+
+    t = cfg["trainer"]
+    interactive = sys.stderr.isatty() if progress is None else progress
+    budget = TimeBudget(t["max_minutes"])
+    meta = {"profile": profile, "seed": seed, "config": cfg}
+    best_cb = BestExport(best, recipe, model_args, sample_rate, meta)
+    callbacks = [budget, best_cb, EpochLog(run_dir / "log.csv", budget, t["max_epochs"], echo=not interactive),
+                 EarlyStopping("val_loss", patience=t["early_stop_patience"]),
+                 ModelCheckpoint(dirpath=run_dir, filename="last", save_top_k=1, monitor=None,
+                                 save_on_train_epoch_end=True, enable_version_counter=False)]
+    for noisy in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*(does not have many workers|Checkpoint directory|LeafSpec|logging interval).*")
+    try:
+        strategy = t["strategy"]
+        if strategy == "ddp" and recipe == "conv_tasnet":
+            strategy = "ddp_find_unused_parameters_true"  # asteroid's last residual conv is unused
+        trainer = pl.Trainer(
+            max_epochs=t["max_epochs"], limit_train_batches=t["limit_train_batches"],
+            limit_val_batches=t["limit_val_batches"], accelerator=t["accelerator"], devices=t["devices"],
+            num_nodes=t["num_nodes"], strategy=strategy, precision=t["precision"],
+            gradient_clip_val=cfg["optim"]["grad_clip"], callbacks=callbacks, num_sanity_val_steps=0,
+            logger=CSVLogger(run_dir, name="lightning_logs"), enable_progress_bar=interactive,
+            enable_model_summary=False, deterministic=False)
+    except Exception as exc:  # Lightning raises MisconfigurationException for e.g. a missing GPU
+        raise SepbenchError(f"cannot set up training: {str(exc).splitlines()[0]}") from None
+
+    data_hash = content_hash(splits["train"] + splits["val"])
+    card = {"recipe": recipe, "profile": profile, "model_args": model_args, "n_params": n_params,
+            "sample_rate": sample_rate, "data": {"path": str(Path(data).resolve()), "hash": data_hash,
+            "n_train": len(train_loader.dataset), "n_val": len(val_loader.dataset)},
+            "seed": seed, "git_commit": git_commit(), "versions": versions(), "status": "running"}
+    if trainer.is_global_zero:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.yaml", config_mod.dump(cfg))
+        _write_card(card_path, card)
+
+    started = time.time()
+    trainer.fit(system, ckpt_path=last if last.exists() else None, weights_only=True)
+    if trainer.interrupted:  # Lightning swallows Ctrl-C; the run is resumable, not complete
+        raise KeyboardInterrupt
+    stop = "time budget" if budget.exhausted else (
+        "early stopping" if trainer.current_epoch < t["max_epochs"] else "max epochs")
+    metrics = {"best_val_loss": best_cb.best, "best_val_sisdri": best_cb.best_sisdri, "best_epoch": best_cb.best_epoch}
+    card.update(status="complete", stop_reason=stop, epochs=trainer.current_epoch, best_epoch=best_cb.best_epoch,
+                best_val_loss=best_cb.best, train_seconds=round(budget.elapsed, 1),
+                session_seconds=round(time.time() - started, 1), metrics=metrics)
+    if trainer.is_global_zero:
+        _write_card(card_path, card)
+    return {"status": "trained", "run_dir": run_dir, "best": best, "card": card, "metrics": metrics}
