@@ -21,6 +21,7 @@ class Recipe:
     description: str
     builder: Callable
     folder: Path
+    system: type | None = None  # a SeparationSystem subclass, for recipes with their own training step
 
     def build(self, sample_rate: int, **model_args):
         return self.builder(sample_rate=sample_rate, **model_args)
@@ -29,12 +30,12 @@ class Recipe:
 _REGISTRY: dict[str, Recipe] = {}
 
 
-def register(name: str, description: str):
+def register(name: str, description: str, system: type | None = None):
     def decorator(builder: Callable) -> Callable:
         if name in _REGISTRY:
             raise ValueError(f"recipe {name!r} is registered twice")
         folder = Path(inspect.getfile(builder)).resolve().parent
-        _REGISTRY[name] = Recipe(name, description, builder, folder)
+        _REGISTRY[name] = Recipe(name, description, builder, folder, system)
         return builder
     return decorator
 

@@ -15,7 +15,7 @@ import yaml
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 
-from . import config as config_mod
+from . import config as config_mod, get
 from .audio import atomic_write_text
 from .callbacks import BestExport, EpochLog, TimeBudget
 from .checkpoint import git_commit, versions
@@ -100,15 +100,15 @@ def train(recipe: str, data: str | Path, profile: str = "cpu", out: str | Path =
     splits = data_splits(data, cfg["data"]["val_fraction"], seed)
     train_loader, val_loader, sample_rate = _loaders(cfg, splits, seed)
     model_args = config_mod.model_args(recipe, sample_rate, cfg["model"])
-    from . import get
     model = get(recipe).build(**model_args)
     n_params = sum(p.numel() for p in model.parameters())
 
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg["optim"]["lr"], weight_decay=cfg["optim"]["weight_decay"])
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, factor=cfg["optim"]["plateau_factor"], patience=cfg["optim"]["plateau_patience"])
-    system = SeparationSystem(model, optimizer, build_loss(cfg["loss"], sample_rate), train_loader, val_loader,
-                              scheduler=scheduler)
+    system_cls = get(recipe).system or SeparationSystem
+    system = system_cls(model, optimizer, build_loss(cfg["loss"], sample_rate), train_loader, val_loader,
+                        scheduler=scheduler)
     if cfg["trainer"]["compile"]:
         system.model = torch.compile(model)  # `model` stays the uncompiled handle for export
 
