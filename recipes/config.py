@@ -46,6 +46,11 @@ def parse_override(text: str) -> dict:
         value = yaml.safe_load(raw)
     except yaml.YAMLError:
         value = raw
+    if isinstance(value, str):  # YAML 1.1 reads "3e-4" as a string; a number is meant
+        try:
+            value = float(value)
+        except ValueError:
+            pass
     for part in reversed(key.split(".")):
         value = {part: value}
     return value

@@ -75,7 +75,8 @@ def train(recipe: str, data: str | Path, profile: str = "cpu", out: str | Path =
     """Train `recipe` on `data`; returns {'status', 'run_dir', 'best', 'card', 'metrics'}.
 
     Re-running a finished run is a no-op unless `force`. An unfinished run (last.ckpt, no
-    complete card) is continued automatically; `resume=True` additionally insists on it.
+    complete card) is continued automatically; `resume=True` insists on a last.ckpt and also
+    extends a finished run (e.g. with a larger trainer.max_epochs).
     """
     cfg = config_mod.resolve(recipe, profile, overrides)
     run_dir = Path(out) / recipe / profile
@@ -84,7 +85,7 @@ def train(recipe: str, data: str | Path, profile: str = "cpu", out: str | Path =
     if force and run_dir.exists():
         shutil.rmtree(run_dir)
         card = None
-    elif card and card.get("status") == "complete" and best.exists():
+    elif card and card.get("status") == "complete" and best.exists() and not resume:
         print(f"{recipe}/{profile}: already trained ({run_dir}); --force to retrain", file=sys.stderr)
         return {"status": "skipped", "run_dir": run_dir, "best": best, "card": card, "metrics": card.get("metrics", {})}
     if resume and not last.exists():

@@ -1,0 +1,102 @@
+"""The shared training entry and config layering (recipe-independent behaviour)."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from asteroid.losses import PITLossWrapper, pairwise_neg_sisdr
+
+from benchmark.cli import main
+from recipes import config
+from recipes.errors import SepbenchError
+from recipes.losses import NegSISDR, SpecL1, si_sdr
+from recipes.train import train
+
+
+def test_fixed_order_loss_catches_swapped_outputs():
+    torch.manual_seed(0)
+    sources = torch.randn(4, 2, 8000)
+    est = sources + 0.1 * torch.randn_like(sources)
+    swapped = est.flip(1)  # noise where the voice should be
+    loss = NegSISDR()
+    assert loss(est, sources) < -15
+    assert loss(swapped, sources) > 15
+    # A PIT loss would forgive the swap: exactly the failure the fixed order is there to catch.
+    pit = PITLossWrapper(pairwise_neg_sisdr, pit_from="pw_mtx")
+    assert torch.isclose(pit(swapped, sources), pit(est, sources), atol=1e-4)
+    spec = SpecL1(8000, 64, 16)
+    assert spec(swapped, sources) > 5 * spec(est, sources)
+
+
+def test_si_sdr_matches_hand_computation():
+    ref = torch.tensor([1.0, -1.0, 1.0, -1.0])
+    est = 2 * ref + torch.tensor([0.5, 0.5, -0.5, -0.5])
+    # zero-mean signals; projection of est on ref is 2*ref, residual energy 1.0, target 16.0
+    assert torch.isclose(si_sdr(est, ref), 10 * torch.log10(torch.tensor(16.0)), atol=1e-4)
+
+
+def test_config_layers_and_unknown_keys():
+    cfg = config.resolve("conv_tasnet", "smoke", ["optim.lr=3e-4", "model.n_blocks=3"])
+    assert cfg["optim"]["lr"] == 3e-4 and cfg["model"]["n_blocks"] == 3
+    assert cfg["trainer"]["limit_train_batches"] == 4  # from base's smoke profile
+    assert cfg["model"]["n_filters"] == 16  # from the recipe's smoke profile
+    with pytest.raises(SepbenchError, match="unknown config key 'lrr'"):
+        config.resolve("conv_tasnet", "smoke", ["optim.lrr=1"])
+    with pytest.raises(SepbenchError, match="unknown profile"):
+        config.resolve("conv_tasnet", "laptop")
+    with pytest.raises(SepbenchError, match="bad model config"):
+        config.model_args("conv_tasnet", 8000, {"n_blokcs": 2})
+    args = config.model_args("conv_tasnet", 16000, {"n_blocks": 2})
+    assert args["sample_rate"] == 16000 and args["n_blocks"] == 2 and args["kernel_ms"] == 2.0
+
+
+def test_stft_sizes_follow_the_sample_rate():
+    from recipes.stft_masking import stft_sizes
+    assert stft_sizes(8000, 32, 8) == (256, 64)
+    assert stft_sizes(16000, 32, 8) == (512, 128)
+
+
+def test_resolved_config_saved_and_changed_config_refused(tiny_data, tmp_path):
+    train("lstm_mask", tiny_data, "smoke", out=tmp_path, overrides=["trainer.max_epochs=1"], progress=False)
+    run = tmp_path / "lstm_mask" / "smoke"
+    saved = config.yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["trainer"]["max_epochs"] == 1 and saved["recipe"] == "lstm_mask"
+    with pytest.raises(SepbenchError, match="another config.*optim.lr"):
+        train("lstm_mask", tiny_data, "smoke", out=tmp_path, overrides=["optim.lr=0.5"], resume=True, progress=False)
+    card = config.yaml.safe_load((run / "card.json").read_text())
+    assert card["data"]["hash"] and card["n_params"] > 0 and card["model_args"]["sample_rate"] == 8000
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert main(["train", "lstm_mask", "--data", str(tmp_path / "nope"), "--profile", "smoke"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nope" in err[0] and "does not exist" in err[0]
+    assert main(["train", "no_such_recipe", "--data", str(tmp_path)]) == 2
+    assert "unknown recipe" in capsys.readouterr().err
+
+
+def test_kill_9_then_rerun_resumes(tiny_data, tmp_path):
+    """A training killed with SIGKILL continues from last.ckpt when the same command is re-run."""
+    cmd = [sys.executable, "-m", "benchmark.cli", "train", "lstm_mask", "--data", str(tiny_data),
+           "--profile", "smoke", "--out", str(tmp_path), "trainer.max_epochs=40"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=os.getcwd())
+    log = tmp_path / "lstm_mask" / "smoke" / "log.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 3):
+        assert proc.poll() is None, "training exited before it could be killed"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert log.exists(), "training did not start"
+    done_before = len(log.read_text().splitlines()) - 1
+    assert done_before < 40
+    result = train("lstm_mask", tiny_data, "smoke", out=tmp_path, overrides=["trainer.max_epochs=40"], progress=False)
+    epochs = [int(line.split(",")[0]) for line in log.read_text().splitlines()[1:]]
+    # Epochs continue after the last checkpoint instead of restarting from 0.
+    assert epochs.count(0) == 1
+    assert epochs[done_before] >= done_before - 1
+    assert result["card"]["status"] == "complete"
+    assert result["card"]["epochs"] == 40 or result["card"]["stop_reason"] == "early stopping"
