@@ -7,7 +7,6 @@ Used by training, evaluation and the validator alike. Sources come in a fixed or
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -23,6 +22,8 @@ from .errors import SepbenchError
 SOURCES = ("voice", "noise")
 MIX_RE = re.compile(r"^mix_snr_(?P<snr>.*)\.(?:wav|flac)$", re.IGNORECASE)
 FOLDER_RE = re.compile(r"^\d+$")
+# A plain decimal number: float() alone would also take "1_0", " 3", "1e1" and "infinity".
+NUMBER_RE = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
 
 
 @dataclass(frozen=True)
@@ -48,13 +49,9 @@ class Problem:
 def parse_snr(name: str) -> float | None:
     """SNR label from a mixture file name (`mix_snr_-4.wav` -> -4.0); None if not parseable."""
     m = MIX_RE.match(name)
-    if not m:
+    if not m or not NUMBER_RE.match(m.group("snr")):
         return None
-    try:
-        value = float(m.group("snr"))
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
+    return float(m.group("snr"))
 
 
 def _find_stem(folder: Path, stem: str) -> Path | None:
@@ -104,6 +101,7 @@ def scan_split(split_dir: str | Path) -> tuple[list[Clip], list[Problem]]:
     clips, problems = [], []
     for entry in sorted(split_dir.iterdir()):
         if entry.name.startswith("."):
+            problems.append(Problem("note", entry, "hidden entry (ignored)"))
             continue
         if not entry.is_dir() or not FOLDER_RE.match(entry.name):
             problems.append(Problem("note", entry, "not a numbered clip folder (ignored)"))

@@ -1,0 +1,44 @@
+"""Shared fixtures: tiny generated data sets and a helper that writes clip folders by hand."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from benchmark.demo import generate
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """24 train + 9 test clips of 1 s at 8 kHz, labels -3/0/3 dB, made once per session.
+    Shared by many tests: never modify it; use `tiny_copy` for a private, writable copy."""
+    return generate(tmp_path_factory.mktemp("tiny") / "data", n_train=24, n_test=9, seconds=1.0,
+                    sample_rate=8000, snrs=[-3, 0, 3], seed=0)
+
+
+@pytest.fixture
+def tiny_copy(tiny_data, tmp_path) -> Path:
+    return Path(shutil.copytree(tiny_data, tmp_path / "data"))
+
+
+def write_clip(folder: Path, voice: np.ndarray, noise: np.ndarray, snr: str | float = 0, sr: int = 8000,
+               mix: np.ndarray | None = None, subtype: str = "PCM_16", suffix: str = ".wav") -> Path:
+    """One clip folder; the mixture is voice + noise unless given. Arrays are [T] or [T, C]."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mix = voice + noise if mix is None else mix
+    label = snr if isinstance(snr, str) else f"{snr:g}"
+    for name, data in ((f"mix_snr_{label}", mix), ("voice", voice), ("noise", noise)):
+        sf.write(str(folder / f"{name}{suffix}"), data, sr, subtype=subtype)
+    return folder
+
+
+def tone_and_noise(n: int = 4000, sr: int = 8000, snr_db: float = 0.0, seed: int = 0):
+    """A 200 Hz tone (the 'voice') and white noise at the given power ratio, peaks well below 1."""
+    rng = np.random.default_rng(seed)
+    voice = 0.2 * np.sin(2 * np.pi * 200 * np.arange(n) / sr)
+    noise = rng.standard_normal(n)
+    noise *= np.sqrt(np.mean(voice**2) / np.mean(noise**2)) * 10 ** (-snr_db / 20)
+    return voice.astype(np.float32), noise.astype(np.float32)
