@@ -59,10 +59,10 @@ def add_arguments(parser) -> None:
 
 
 def allow_negative_lists(parser) -> None:
-    # argparse takes "-4,-3" for an option name, so `--snrs -4,-3` would fail; a number list
-    # starting with a minus sign is a value.
+    # argparse takes "-4,-3" for an option name, so `--snrs -4,-3` would fail; as in Python
+    # 3.13's argparse, anything starting with a minus and a digit is a value.
     import re
-    parser._negative_number_matcher = re.compile(r"^-\d+$|^-\d*\.\d+$|^-[\d.]+(,[+-]?[\d.]+)*$")
+    parser._negative_number_matcher = re.compile(r"^-\.?\d")
 
 
 def run(args) -> int:

@@ -132,7 +132,13 @@ def voice(n: int, sr: int, speaker: Speaker, rng: np.random.Generator) -> np.nda
     formants = np.stack([np.interp(frame_t, centres, [p[k] for p in formant_points]) for k in range(4)])
     bandwidths = BANDWIDTHS * rng.uniform(0.8, 1.2)
     highpass = (freqs / speaker.fricative_hz) ** 2 / np.sqrt(1 + (freqs / speaker.fricative_hz) ** 4)
-    spec = spec_v * _resonances(freqs, formants, bandwidths) + spec_f * highpass[:, None]
+    spec_v = spec_v * _resonances(freqs, formants, bandwidths)
+    spec_f = spec_f * highpass[:, None]
+    # Match the two sources' power per unit of envelope, so the envelopes alone set the balance
+    # (fricatives 6-14 dB under vowels, as in speech) whatever the pitch and formants.
+    power_v = np.sum(np.abs(spec_v) ** 2) / max(np.sum(env_voiced**2), 1e-12)
+    power_f = np.sum(np.abs(spec_f) ** 2) / max(np.sum(env_fricative**2), 1e-12)
+    spec = spec_v + spec_f * np.sqrt(power_v / max(power_f, 1e-30))
     _, out = scipy.signal.istft(spec, sr, nperseg=nperseg, noverlap=nperseg - hop)
     return _unit(out[:n])
 

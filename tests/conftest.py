@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny generated data sets and a helper that writes clip folders by hand."""
+"""Shared fixtures: tiny generated data sets, and helpers (as fixtures: a `tests` package in
+site-packages can shadow this folder) that write clip folders by hand."""
 from __future__ import annotations
 
 import shutil
@@ -24,7 +25,7 @@ def tiny_copy(tiny_data, tmp_path) -> Path:
     return Path(shutil.copytree(tiny_data, tmp_path / "data"))
 
 
-def write_clip(folder: Path, voice: np.ndarray, noise: np.ndarray, snr: str | float = 0, sr: int = 8000,
+def _write_clip(folder: Path, voice: np.ndarray, noise: np.ndarray, snr: str | float = 0, sr: int = 8000,
                mix: np.ndarray | None = None, subtype: str = "PCM_16", suffix: str = ".wav") -> Path:
     """One clip folder; the mixture is voice + noise unless given. Arrays are [T] or [T, C]."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -35,10 +36,20 @@ def write_clip(folder: Path, voice: np.ndarray, noise: np.ndarray, snr: str | fl
     return folder
 
 
-def tone_and_noise(n: int = 4000, sr: int = 8000, snr_db: float = 0.0, seed: int = 0):
+def _tone_and_noise(n: int = 4000, sr: int = 8000, snr_db: float = 0.0, seed: int = 0):
     """A 200 Hz tone (the 'voice') and white noise at the given power ratio, peaks well below 1."""
     rng = np.random.default_rng(seed)
     voice = 0.2 * np.sin(2 * np.pi * 200 * np.arange(n) / sr)
     noise = rng.standard_normal(n)
     noise *= np.sqrt(np.mean(voice**2) / np.mean(noise**2)) * 10 ** (-snr_db / 20)
     return voice.astype(np.float32), noise.astype(np.float32)
+
+
+@pytest.fixture
+def write_clip():
+    return _write_clip
+
+
+@pytest.fixture
+def tone_and_noise():
+    return _tone_and_noise
