@@ -1,9 +1,13 @@
 """The one separation code path: whole clips for the benchmark, bounded-memory chunks for long
 files (`sepbench separate`). Chunks are run with `context` extra samples on each side, which are
-thrown away, and adjacent kept parts are cross-faded over `fade` samples: for a model whose
-receptive field fits inside the context, chunked output equals whole-file output (up to float
-rounding); for models with utterance-level state (global norms, BiLSTMs) the cross-fade hides
-the seams."""
+thrown away, and adjacent kept parts are cross-faded over `fade` samples.
+
+Exactness: each chunk's first sample is moved back to a multiple of the model's encoder stride
+(a few samples more context), so a chunk's frames sit on the same grid as the whole signal's.
+For a model whose receptive field fits inside the context (Conv-TasNet with the per-frame cLN,
+STFT maskers without utterance-level state) chunked output then equals whole-file output up to
+float rounding, and the cross-fade blends two equal signals. For models with utterance-level
+state (gLN, BiLSTMs, per-utterance normalisation) it cannot be exact; the fade hides the seams."""
 from __future__ import annotations
 
 from typing import Callable, Iterator
@@ -12,44 +16,137 @@ import numpy as np
 import torch
 
 
+def frame_stride(model: torch.nn.Module) -> int:
+    """Hop of the model's analysis filterbank in samples (asteroid Encoder), 1 if it has none."""
+    stride = getattr(getattr(model, "encoder", None), "stride", None)
+    return int(stride) if isinstance(stride, int) and stride > 0 else 1
+
+
+def _min_length(model: torch.nn.Module) -> int:
+    size = getattr(getattr(model, "encoder", None), "kernel_size", None)
+    return int(size) if isinstance(size, int) and size > 0 else 1
+
+
 @torch.no_grad()
 def _run(model: torch.nn.Module, x: np.ndarray, device: str) -> np.ndarray:
-    est = model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None].to(device))
-    return est[0].float().cpu().numpy()
+    """[T] -> [2, T] or [C, T] -> [C, 2, T]; channels go through the model as a batch, which is
+    exact because every model here treats batch items independently."""
+    n = x.shape[-1]
+    # A learned filterbank cannot frame fewer samples than its kernel; trailing zeros are the
+    # same zeros the whole-signal run would see beyond the end, and they are cut off again.
+    short = _min_length(model) - n
+    if short > 0:
+        x = np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, short)])
+    batch = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
+    est = model(batch if x.ndim == 2 else batch[None]).float().cpu().numpy()[..., :n]
+    return est if x.ndim == 2 else est[0]
 
 
 def iter_separate(model: torch.nn.Module, read: Callable[[int, int], np.ndarray], n_samples: int,
                   chunk: int | None = None, context: int = 0, fade: int = 0,
                   device: str = "cpu") -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (start, estimates [2, n]) blocks in order, covering [0, n_samples) exactly once.
+    """Yield (start, estimates) blocks in order, covering [0, n_samples) exactly once.
 
-    `read(lo, hi)` returns the mono mixture samples [hi - lo]; only one chunk plus its context is
-    in memory at a time. chunk=None (or >= n_samples) runs the whole signal at once.
+    `read(lo, hi)` returns the mixture samples [hi - lo] (mono) or [C, hi - lo] (channels, each
+    separated on its own); blocks are then [2, n] or [C, 2, n] (voice, noise). Only one chunk
+    plus its context is in memory at a time. chunk=None (or >= n_samples) runs the whole signal.
     """
     if chunk is None or chunk >= n_samples:
         yield 0, _run(model, read(0, n_samples), device)
         return
     if not 0 <= fade < chunk:
         raise ValueError(f"fade ({fade}) must be in [0, chunk={chunk})")
+    stride = frame_stride(model)
     ramp = (np.arange(fade, dtype=np.float32) + 0.5) / max(fade, 1)  # rises; 1 - ramp falls
     hop = chunk - fade
     pending = None  # the previous chunk's last `fade` samples, waiting to be cross-faded
     for start in range(0, n_samples, hop):
         stop = min(n_samples, start + chunk)
-        lo, hi = max(0, start - context), min(n_samples, stop + context)
-        est = _run(model, read(lo, hi), device)[:, start - lo: stop - lo]
+        lo = max(0, (start - context) // stride * stride)
+        hi = min(n_samples, stop + context)
+        est = _run(model, read(lo, hi), device)[..., start - lo: stop - lo]
         if pending is not None:
-            k = min(fade, est.shape[1])
-            est[:, :k] = est[:, :k] * ramp[:k] + pending[:, :k] * (1 - ramp[:k])
+            k = min(fade, est.shape[-1])
+            est[..., :k] = est[..., :k] * ramp[:k] + pending[..., :k] * (1 - ramp[:k])
         if stop >= n_samples:
             yield start, est
             return
-        pending = est[:, -fade:] if fade else None
-        yield start, est[:, : est.shape[1] - fade]
+        pending = est[..., -fade:] if fade else None
+        yield start, est[..., : est.shape[-1] - fade]
 
 
 def separate(model: torch.nn.Module, mix: np.ndarray, chunk: int | None = None, context: int = 0,
              fade: int = 0, device: str = "cpu") -> np.ndarray:
-    """Estimates [2, T] (voice, noise) for a mono mixture [T]."""
-    blocks = [b for _, b in iter_separate(model, lambda lo, hi: mix[lo:hi], len(mix), chunk, context, fade, device)]
-    return np.concatenate(blocks, axis=1)
+    """Estimates [2, T] (voice, noise) for a mono mixture [T] ([C, 2, T] for [C, T])."""
+    blocks = [b for _, b in iter_separate(model, lambda lo, hi: mix[..., lo:hi], mix.shape[-1],
+                                          chunk, context, fade, device)]
+    return np.concatenate(blocks, axis=-1)
+
+
+class StreamResampler:
+    """julius.resample_frac(x, old_sr, new_sr, full=True) computed for any output range [j0, j1)
+    from only the input samples that range needs, so files of any length are resampled in
+    bounded memory and, block by block, give the same samples as resampling the whole signal
+    (same kernel, same replicate padding at the true ends; float rounding aside)."""
+
+    def __init__(self, old_sr: int, new_sr: int):
+        import julius  # only needed when rates differ
+
+        self._module = julius.ResampleFrac(int(old_sr), int(new_sr))
+        self.identity = old_sr == new_sr
+        # Rates reduced by their gcd: output block k (new_sr outputs) reads input samples
+        # [k * old_sr - width, (k + 1) * old_sr + width).
+        self.old, self.new = self._module.old_sr, self._module.new_sr
+        self.width = 0 if self.identity else self._module._width
+
+    def out_length(self, n_in: int) -> int:
+        return -(-n_in * self.new // self.old)
+
+    def needs(self, j0: int, j1: int, n_in: int) -> tuple[int, int]:
+        """Input range [a, b) that outputs [j0, j1) depend on, clamped to the signal."""
+        if self.identity:
+            return j0, j1
+        k0, k1 = j0 // self.new, -(-j1 // self.new)
+        return (min(n_in - 1, max(0, k0 * self.old - self.width)),
+                min(n_in, max(1, k1 * self.old + self.width)))
+
+    def __call__(self, get: Callable[[int, int], np.ndarray], n_in: int, j0: int, j1: int) -> np.ndarray:
+        """Outputs [..., j1 - j0]; `get(a, b)` returns input samples [..., b - a]."""
+        if self.identity:
+            return get(j0, j1)
+        k0, k1 = j0 // self.new, -(-j1 // self.new)
+        want_lo, want_hi = k0 * self.old - self.width, k1 * self.old + self.width
+        a, b = self.needs(j0, j1, n_in)
+        x = np.asarray(get(a, b), dtype=np.float32)
+        lead = x.shape[:-1]
+        x = torch.from_numpy(np.ascontiguousarray(x.reshape(-1, 1, b - a)))
+        # Beyond the true ends only: the edge sample repeated, as julius pads the whole signal.
+        x = torch.nn.functional.pad(x, (a - want_lo, want_hi - b), mode="replicate")
+        with torch.no_grad():
+            y = torch.nn.functional.conv1d(x, self._module.kernel, stride=self.old)
+        y = y.transpose(1, 2).reshape(*lead, -1).numpy()
+        return y[..., j0 - k0 * self.new: j1 - k0 * self.new]
+
+
+def resample_stream(blocks: Iterator[tuple[int, np.ndarray]], resampler: StreamResampler, n_in: int,
+                    n_out: int) -> Iterator[tuple[int, np.ndarray]]:
+    """Resample a stream of consecutive (start, [..., n]) blocks covering [0, n_in) into blocks
+    covering [0, n_out), keeping only the input samples still needed (a few kernel widths)."""
+    if resampler.identity:
+        yield from blocks
+        return
+    buf, buf_lo, done = None, 0, 0
+    for start, block in blocks:
+        buf = block if buf is None else np.concatenate([buf, block], axis=-1)
+        buf_hi = buf_lo + buf.shape[-1]
+        if start + block.shape[-1] != buf_hi:
+            raise ValueError("blocks must be consecutive")
+        # Outputs whose kernel reaches past what has arrived wait for the next block.
+        ready = n_out if buf_hi >= n_in else min(n_out, (buf_hi - resampler.width) // resampler.old * resampler.new)
+        if ready > done:
+            yield done, resampler(lambda a, b: buf[..., a - buf_lo: b - buf_lo], n_in, done, ready)
+            done = ready
+            keep = resampler.needs(done, done + 1, n_in)[0] if done < n_out else buf_hi
+            buf, buf_lo = buf[..., keep - buf_lo:], keep
+    if done != n_out:
+        raise ValueError(f"stream ended after {done} of {n_out} samples")

@@ -1,0 +1,298 @@
+"""`sepbench separate`: a trained model on your own recordings, any rate, channels and length.
+
+Per input, in bounded memory whatever its length:
+1. the file is read in chunks (SoundFile.seek) and resampled to the model's rate chunk by chunk,
+   each chunk reading the few kernel widths of input its samples depend on, so the model sees
+   exactly what resampling the whole file would give (StreamResampler);
+2. chunks with context are separated (benchmark.separate.iter_separate, the benchmark's own code
+   path; channels go through the model as a batch, each separated on its own);
+3. the estimates are resampled back to the input's rate as they stream out (resample_stream)
+   and appended to raw float32 temp files beside the outputs, while the peak is tracked;
+4. peak-safe policy: if any sample of either stem exceeds PEAK_LIMIT, voice and noise of that file
+   are both scaled by ONE gain so the larger peak lands on PEAK_LIMIT (voice + noise then still
+   add up to the scaled mixture); otherwise the samples are written unchanged. The temp files are
+   converted to the input's format and subtype in blocks and renamed into place (atomic).
+Resampling the input and the model output per block (rather than the whole file, or a chunk with
+ad-hoc padding) is what keeps memory flat and leaves no seams at chunk borders.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from benchmark.separate import StreamResampler, iter_separate, resample_stream
+from recipes.audio import AUDIO_SUFFIXES, atomic_path, audio_info
+from recipes.checkpoint import load_model
+from recipes.errors import SepbenchError
+
+HELP = "separate your own WAV/FLAC files (or folders) into <name>_voice and <name>_noise"
+PEAK_LIMIT = 0.99           # -0.09 dBFS: headroom for integer rounding in PCM/FLAC subtypes
+CONTEXT_SECONDS = 1.0       # covers the paper-size Conv-TasNet's receptive field (0.77 s each side)
+FADE_SECONDS = 0.25         # hides seams of models with utterance-level state (BiLSTM, gLN)
+_BLOCK = 1 << 16            # frames per block when converting the float temp files
+BEST_METRIC = "voice_sisdri"
+
+
+def add_arguments(parser) -> None:
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--run", type=Path, metavar="DIR", help="run folder runs/<recipe>/<profile> (uses its best.pt)")
+    src.add_argument("--checkpoint", type=Path, metavar="FILE", help="a sepbench model checkpoint file")
+    src.add_argument("--best", action="store_true", help=f"top trained model of the leaderboard by {BEST_METRIC}")
+    parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="WAV/FLAC files or folders (recursive)")
+    parser.add_argument("--out", type=Path, default=Path("separated"), metavar="DIR",
+                        help="output folder; folder inputs keep their sub-paths (default: separated/)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
+    parser.add_argument("--chunk-seconds", type=float, default=8.0, metavar="S",
+                        help="model-side chunk length; 0 = whole file at once (default 8)")
+    parser.add_argument("--context-seconds", type=float, default=CONTEXT_SECONDS, metavar="S",
+                        help=f"extra audio each side of a chunk, thrown away (default {CONTEXT_SECONDS})")
+    parser.add_argument("--downmix", action="store_true", help="average channels into one mono output")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: keep them)")
+    parser.add_argument("--leaderboard", type=Path, default=Path("leaderboard"), metavar="DIR",
+                        help="for --best (default leaderboard/)")
+    parser.add_argument("--runs", type=Path, default=Path("runs"), metavar="DIR", help="for --best (default runs/)")
+
+
+def run(args) -> int:
+    if args.checkpoint is not None:
+        ckpt = args.checkpoint
+    elif args.run is not None:
+        ckpt = args.run / "best.pt"
+    else:
+        ckpt = best_checkpoint(args.leaderboard, args.runs)
+        print(f"separate: --best is {ckpt}", file=sys.stderr)
+    summary = separate_files(ckpt, args.inputs, args.out, device=args.device, chunk_seconds=args.chunk_seconds,
+                             context_seconds=args.context_seconds, downmix=args.downmix, overwrite=args.overwrite)
+    return 1 if summary["failed"] else 0
+
+
+def best_checkpoint(leaderboard: Path, runs: Path) -> Path:
+    """runs/<model>/<profile>/best.pt of the trained model with the highest overall mean voice SI-SDRi."""
+    path = Path(leaderboard) / "summary.csv"
+    if not path.is_file():
+        raise SepbenchError(f"{path}: not found; run `sepbench evaluate` first, or use --run/--checkpoint")
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    columns = set(rows[0]) if rows else set()
+    missing = {"model", "profile", "metric", "mean"} - columns
+    if missing:
+        raise SepbenchError(f"{path}: not a leaderboard summary (missing columns: {', '.join(sorted(missing))})")
+    best, best_mean = None, -math.inf
+    for row in rows:
+        if row["metric"] != BEST_METRIC or row.get("kind", "trained") != "trained" or row.get("snr_bucket", "all") != "all":
+            continue
+        try:
+            mean = float(row["mean"])
+        except ValueError:
+            continue
+        if mean > best_mean:  # NaN never wins
+            best, best_mean = row, mean
+    if best is None:
+        raise SepbenchError(f"{path}: no trained model with an overall {BEST_METRIC} mean")
+    return Path(runs) / best["model"] / best["profile"] / "best.pt"
+
+
+def find_inputs(inputs, out: Path) -> list[tuple[Path, Path | None, str | None]]:
+    """(input, output stem path, error) per file; folder inputs are searched recursively and their
+    sub-paths mirrored under `out`, leaving out anything already under `out`."""
+    out_abs = Path(out).resolve()
+    found = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            files = sorted(p for p in item.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()
+                           and not p.name.startswith(".") and out_abs not in p.resolve().parents)
+            if not files:
+                found.append((item, None, f"no {'/'.join(s[1:].upper() for s in AUDIO_SUFFIXES)} files in this folder"))
+            found += [(p, Path(out) / p.relative_to(item).with_suffix(""), None) for p in files]
+        elif item.is_file():
+            found.append((item, Path(out) / item.stem, None))
+        else:
+            found.append((item, None, "no such file or folder"))
+    return found
+
+
+def output_paths(stem: Path, src: Path) -> tuple[Path, Path]:
+    return (stem.with_name(f"{stem.name}_voice{src.suffix}"), stem.with_name(f"{stem.name}_noise{src.suffix}"))
+
+
+class _Progress:
+    """tqdm bars when stderr is a terminal and tqdm is installed; plain lines otherwise."""
+
+    def __init__(self, n_files: int):
+        self.tqdm = None
+        if sys.stderr.isatty():
+            try:
+                from tqdm import tqdm
+                self.tqdm = tqdm
+            except ImportError:
+                pass
+        self.files = self.tqdm(total=n_files, unit="file", desc="files") if self.tqdm else None
+        self.n_files, self.chunks, self.total, self.count = n_files, None, 0, 0
+
+    def line(self, text: str) -> None:
+        (self.tqdm.write if self.tqdm else print)(text, file=sys.stderr)
+
+    def start_file(self, name: str, n_chunks: int) -> None:
+        self.total, self.count = n_chunks, 0
+        if self.tqdm:
+            self.chunks = self.tqdm(total=n_chunks, unit="chunk", desc=name[-30:], leave=False)
+
+    def chunk(self) -> None:
+        self.count += 1
+        if self.chunks is not None:
+            self.chunks.update()
+        elif self.total >= 20 and self.count % (self.total // 10) == 0:
+            self.line(f"separate:   {self.count}/{self.total} chunks")
+
+    def end_file(self) -> None:
+        if self.chunks is not None:
+            self.chunks.close()
+            self.chunks = None
+        if self.files is not None:
+            self.files.update()
+
+    def close(self) -> None:
+        if self.files is not None:
+            self.files.close()
+
+
+def pick_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SepbenchError("--device cuda: no CUDA device is available here")
+    return device
+
+
+def separate_files(checkpoint_path, inputs, out="separated", *, device: str = "cpu", chunk_seconds: float = 8.0,
+                   context_seconds: float = CONTEXT_SECONDS, fade_seconds: float = FADE_SECONDS,
+                   downmix: bool = False, overwrite: bool = False) -> dict:
+    """Separate every input file; one stderr line per problem input, which is skipped. A bad
+    checkpoint raises SepbenchError (nothing can be separated). Returns the run's summary."""
+    device = pick_device(device)
+    model, payload = load_model(checkpoint_path)
+    model.to(device)
+    rate = payload["sample_rate"]
+    chunk = round(chunk_seconds * rate) if chunk_seconds and chunk_seconds > 0 else None
+    context = round(context_seconds * rate)
+    fade = min(round(fade_seconds * rate), chunk // 2) if chunk else 0
+    jobs = find_inputs(inputs, out)
+    progress = _Progress(len(jobs))
+    summary = {"done": 0, "failed": 0, "skipped": 0, "audio_seconds": 0.0, "wall_seconds": 0.0,
+               "outputs": [], "errors": []}
+    claimed: dict[Path, Path] = {}
+    t_all = time.perf_counter()
+    for i, (src, stem, error) in enumerate(jobs, 1):
+        try:
+            if error:
+                raise SepbenchError(f"{src}: {error}")
+            outs = output_paths(stem, src)
+            other = next((claimed[p] for p in outs if p.resolve() in claimed), None)
+            if other is not None:
+                raise SepbenchError(f"{src}: its outputs would replace those of {other}; separate them in two runs")
+            claimed.update({p.resolve(): src for p in outs})
+            existing = [str(p) for p in outs if p.exists()]
+            if existing and not overwrite:
+                summary["skipped"] += 1
+                progress.line(f"separate: [{i}/{len(jobs)}] {src}: kept existing {', '.join(existing)} (use --overwrite)")
+                continue
+            t0 = time.perf_counter()
+            seconds, gain = separate_file(model, rate, src, outs, chunk, context, fade, device, downmix, progress)
+            wall = time.perf_counter() - t0
+            summary["done"] += 1
+            summary["audio_seconds"] += seconds
+            summary["outputs"] += [str(p) for p in outs]
+            note = f", scaled by {20 * math.log10(gain):.1f} dB to avoid clipping" if gain < 1 else ""
+            progress.line(f"separate: [{i}/{len(jobs)}] {src}: {seconds:.1f} s in {wall:.1f} s{note}")
+        except SepbenchError as exc:
+            summary["failed"] += 1
+            summary["errors"].append((str(src), str(exc)))
+            progress.line(f"separate: [{i}/{len(jobs)}] error: {exc}")
+        finally:
+            progress.end_file()
+    progress.close()
+    summary["wall_seconds"] = time.perf_counter() - t_all
+    summary["rtf"] = summary["wall_seconds"] / summary["audio_seconds"] if summary["audio_seconds"] else float("nan")
+    print(f"separate: {summary['done']} done, {summary['failed']} failed, {summary['skipped']} kept; "
+          f"{summary['audio_seconds']:.1f} s of audio in {summary['wall_seconds']:.1f} s "
+          f"(real-time factor {summary['rtf']:.3f})")
+    return summary
+
+
+def separate_file(model, rate: int, src: Path, outs: tuple[Path, Path], chunk, context: int, fade: int,
+                  device: str, downmix: bool, progress: _Progress) -> tuple[float, float]:
+    """Two streaming passes (see the module docstring). Returns (audio seconds, gain applied)."""
+    info = audio_info(src)
+    n, sr, channels = info.frames, info.samplerate, info.channels
+    if n <= 0:
+        raise SepbenchError(f"{src}: holds no audio samples")
+    out_ch = 1 if downmix else channels
+    to_model, to_input = StreamResampler(sr, rate), StreamResampler(rate, sr)
+    m = to_model.out_length(n)
+    progress.start_file(src.name, 1 + -(-(m - chunk) // (chunk - fade)) if chunk and chunk < m else 1)
+    outs[0].parent.mkdir(parents=True, exist_ok=True)
+    temps = [tempfile.NamedTemporaryFile(dir=p.parent, prefix=f".{p.name}.", suffix=".f32", delete=False) for p in outs]
+    try:
+        with sf.SoundFile(str(src)) as fh:
+            def read_input(a: int, b: int) -> np.ndarray:
+                fh.seek(a)
+                x = fh.read(b - a, dtype="float32", always_2d=True)
+                if len(x) != b - a:
+                    raise SepbenchError(f"{src}: file ends early ({a + len(x)} of {n} frames readable)")
+                return (x.mean(axis=1, keepdims=True) if downmix else x).T  # [C, frames]
+
+            def on_chunks():
+                for start, est in iter_separate(model, lambda lo, hi: to_model(read_input, n, lo, hi), m,
+                                                chunk, context, fade, device):
+                    progress.chunk()
+                    yield start, est.reshape(out_ch * 2, -1)  # rows: ch0 voice, ch0 noise, ch1 voice, ...
+
+            peak = 0.0
+            for _, block in resample_stream(on_chunks(), to_input, m, n):
+                if not np.isfinite(block).all():
+                    raise SepbenchError(f"{src}: the model produced non-finite samples")
+                peak = max(peak, float(np.abs(block).max(initial=0.0)))
+                for k, tmp in enumerate(temps):
+                    tmp.write(np.ascontiguousarray(block[k::2].T, dtype="<f4").tobytes())  # frames x channels
+        gain = PEAK_LIMIT / peak if peak > PEAK_LIMIT else 1.0
+        for tmp, dst in zip(temps, outs):
+            tmp.close()
+            _convert(Path(tmp.name), dst, gain, sr, out_ch, info.format, info.subtype)
+    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+        last = str(exc).strip().splitlines()
+        raise SepbenchError(f"{src}: {last[-1] if last else type(exc).__name__}") from None
+    finally:
+        for tmp in temps:
+            tmp.close()
+            if os.path.exists(tmp.name):
+                os.unlink(tmp.name)
+    return n / sr, gain
+
+
+def _convert(raw: Path, dst: Path, gain: float, sr: int, channels: int, fmt: str, subtype: str) -> None:
+    """Raw float32 frames -> the input's format and subtype, block by block, renamed into place."""
+    with atomic_path(dst) as tmp:
+        with open(raw, "rb") as fh, \
+                sf.SoundFile(str(tmp), "w", samplerate=sr, channels=channels, format=fmt, subtype=subtype) as out:
+            while True:
+                block = np.fromfile(fh, dtype="<f4", count=_BLOCK * channels)
+                if block.size == 0:
+                    break
+                out.write(block.reshape(-1, channels) * np.float32(gain))
+        # mkstemp makes owner-only files; outputs are the user's recordings, so follow the umask.
+        os.chmod(tmp, 0o666 & ~_umask())
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
