@@ -36,6 +36,8 @@ def run(args) -> int:
 
     result = train(args.recipe, args.data, profile=args.profile, out=args.out,
                    overrides=overrides_from_args(args), resume=args.resume, force=args.force)
+    if result.get("global_rank", 0) != 0:
+        return 0
     m = result["metrics"]
     print(f"{args.recipe}/{args.profile}: {result['status']}; best epoch {m.get('best_epoch')}, "
           f"val_loss {m.get('best_val_loss', float('nan')):.3f}, val voice SI-SDRi "

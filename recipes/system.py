@@ -10,6 +10,11 @@ from .losses import si_sdr
 
 
 class SeparationSystem(System):
+    def on_train_start(self) -> None:
+        # Different dropout/noise per rank; the weights themselves were broadcast by DDP.
+        if self.trainer.world_size > 1:
+            torch.manual_seed(self.trainer.current_epoch * 1000 + self.trainer.global_rank + 1)
+
     def on_train_epoch_start(self) -> None:
         # New random crops every epoch, reproducible from (seed, epoch, clip).
         dataset = self.trainer.train_dataloader.dataset

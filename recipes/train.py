@@ -22,6 +22,7 @@ from .checkpoint import git_commit, versions
 from .data import FolderDataset, content_hash, data_splits
 from .errors import SepbenchError
 from .losses import build_loss
+from .sampling import GlobalBatchSampler
 from .system import SeparationSystem
 
 # Keys that change how fast or how long a run goes, not what it computes: a resumed run may
@@ -62,9 +63,8 @@ def _loaders(cfg: dict, splits: dict, seed: int):
     if train_set.sample_rate != val_set.sample_rate:
         raise SepbenchError(f"train and validation sample rates differ ({train_set.sample_rate} vs {val_set.sample_rate})")
     bs, workers = cfg["optim"]["batch_size"], cfg["data"]["num_workers"]
-    gen = torch.Generator().manual_seed(seed)
-    train = torch.utils.data.DataLoader(train_set, batch_size=bs, shuffle=True, generator=gen,
-                                        drop_last=len(train_set) >= bs, num_workers=workers)
+    sampler = GlobalBatchSampler(len(train_set), bs, seed)
+    train = torch.utils.data.DataLoader(train_set, batch_size=bs, sampler=sampler, num_workers=workers)
     val = torch.utils.data.DataLoader(val_set, batch_size=bs, shuffle=False, num_workers=workers)
     return train, val, train_set.sample_rate
 
@@ -135,6 +135,7 @@ def train(recipe: str, data: str | Path, profile: str = "cpu", out: str | Path =
             num_nodes=t["num_nodes"], strategy=strategy, precision=t["precision"],
             gradient_clip_val=cfg["optim"]["grad_clip"], callbacks=callbacks, num_sanity_val_steps=0,
             logger=CSVLogger(run_dir, name="lightning_logs"), enable_progress_bar=interactive,
+            use_distributed_sampler=False,  # GlobalBatchSampler shards by rank itself
             enable_model_summary=False, deterministic=False)
     except Exception as exc:  # Lightning raises MisconfigurationException for e.g. a missing GPU
         raise SepbenchError(f"cannot set up training: {str(exc).splitlines()[0]}") from None
@@ -161,4 +162,5 @@ def train(recipe: str, data: str | Path, profile: str = "cpu", out: str | Path =
                 session_seconds=round(time.time() - started, 1), metrics=metrics)
     if trainer.is_global_zero:
         _write_card(card_path, card)
-    return {"status": "trained", "run_dir": run_dir, "best": best, "card": card, "metrics": metrics}
+    return {"status": "trained", "run_dir": run_dir, "best": best, "card": card, "metrics": metrics,
+            "global_rank": trainer.global_rank}
