@@ -139,7 +139,11 @@ class Leveller:
 
 
 def write_wav(path: Path, data: np.ndarray, sample_rate: int) -> None:
-    sf.write(str(path), data, sample_rate, subtype="PCM_16", format="WAV")
+    # Through memory: closing a real file makes libsndfile fsync it, which cost more than the
+    # synthesis on a busy disk. The data set's folder is renamed into place only when complete.
+    buffer = io.BytesIO()
+    sf.write(buffer, data, sample_rate, subtype="PCM_16", format="WAV")
+    path.write_bytes(buffer.getvalue())
 
 
 @contextlib.contextmanager
