@@ -302,7 +302,7 @@ def split_stats(scanned: list[Clip], clips: list[ClipStats]) -> dict:
 def format_report(report: Report) -> str:
     lines = [f"data set: {report.path}"]
     for split, s in report.stats.items():
-        lines.append(f"\n[{split}] {s['folders']} clip folders, {s['checked']} decoded and measured")
+        lines.append(f"\n[{split}] {s['folders']} complete clip folders, {s['checked']} decoded and measured")
         lines.append("  SNR labels: " + (", ".join(f"{k:g} dB x{v}" for k, v in s["labels"].items()) or "none"))
         if not s["checked"]:
             continue
@@ -319,6 +319,7 @@ def format_report(report: Report) -> str:
         order = {"error": 0, "warning": 1, "note": 2}
         lines += [str(p) for p in sorted(report.problems, key=lambda p: order.get(p.level, 3))]
     verdict = "usable" if report.ok else "NOT usable"
-    lines.append(f"\n{report.count('error')} errors, {report.count('warning')} warnings, "
-                 f"{report.count('note')} notes: {verdict}")
+    counts = ", ".join(f"{report.count(level)} {level}{'' if report.count(level) == 1 else 's'}"
+                       for level in ("error", "warning", "note"))
+    lines.append(f"\n{counts}: {verdict}")
     return "\n".join(lines)
