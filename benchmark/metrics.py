@@ -1,0 +1,255 @@
+"""Per-clip separation metrics: pure functions on numpy arrays, shapes asserted, no I/O.
+
+Sources are always scored in their fixed order (0 = voice, 1 = noise): a model that swaps its
+outputs must score badly, so nothing here searches over permutations. A metric that cannot be
+computed raises MetricFailure; score_clip turns that into NaN plus a reason, never a number.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from math import gcd
+
+import numpy as np
+
+# Relative floor of SI-SDR's energy ratio: keeps log10 finite and caps a perfect estimate at
+# 150 dB while staying exactly scale-invariant (it scales with the estimate's own energy).
+SI_SDR_FLOOR = 1e-15
+SDR_CLAMP_DB = 150.0
+SDR_FILTER = 512  # BSS-eval's distortion filter length (taps), as in mir_eval / museval
+
+
+class MetricFailure(Exception):
+    """A metric is undefined for this input; the message is the reason shown to the user."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    higher_is_better: bool | None  # None: a description of the input, not a score
+    unit: str
+    label: str
+    digits: int = 2
+
+    @property
+    def arrow(self) -> str:
+        return {True: "↑", False: "↓", None: ""}[self.higher_is_better]
+
+
+_METRIC_LIST = [
+    Metric("voice_sisdr", True, "dB", "Voice SI-SDR"),
+    Metric("voice_sisdri", True, "dB", "Voice SI-SDRi"),
+    Metric("voice_sdr", True, "dB", "Voice SDR"),
+    Metric("voice_sdri", True, "dB", "Voice SDRi"),
+    Metric("voice_pesq_nb", True, "MOS-LQO", "PESQ-NB"),
+    Metric("voice_pesq_wb", True, "MOS-LQO", "PESQ-WB"),
+    Metric("voice_stoi", True, "", "STOI", 3),
+    Metric("voice_estoi", True, "", "ESTOI", 3),
+    Metric("noise_sisdr", True, "dB", "Noise SI-SDR"),
+    Metric("noise_sisdri", True, "dB", "Noise SI-SDRi"),
+    Metric("input_voice_sisdr", None, "dB", "Input voice SI-SDR"),
+    Metric("input_noise_sisdr", None, "dB", "Input noise SI-SDR"),
+    Metric("input_voice_sdr", None, "dB", "Input voice SDR"),
+    Metric("input_voice_pesq_nb", None, "MOS-LQO", "Input PESQ-NB"),
+    Metric("input_voice_pesq_wb", None, "MOS-LQO", "Input PESQ-WB"),
+    Metric("input_voice_stoi", None, "", "Input STOI", 3),
+    Metric("input_voice_estoi", None, "", "Input ESTOI", 3),
+    Metric("snr_measured", None, "dB", "Measured SNR"),
+    Metric("sep_seconds", False, "s", "Separation time", 3),
+    Metric("rtf", False, "", "RTF", 3),
+]
+METRICS: dict[str, Metric] = {m.name: m for m in _METRIC_LIST}
+
+
+def _check_pair(est: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    est, ref = np.asarray(est, dtype=np.float64), np.asarray(ref, dtype=np.float64)
+    assert est.ndim == 1 and est.shape == ref.shape, f"need two equal 1-D signals, got {est.shape} and {ref.shape}"
+    if not (np.all(np.isfinite(est)) and np.all(np.isfinite(ref))):
+        raise MetricFailure("non-finite samples (NaN or inf)")
+    if not np.any(ref):
+        raise MetricFailure("silent reference")
+    if not np.any(est):
+        raise MetricFailure("silent estimate")
+    return est, ref
+
+
+def si_sdr(est: np.ndarray, ref: np.ndarray) -> float:
+    """Scale-invariant SDR in dB (Le Roux et al. 2019), both signals made zero-mean first."""
+    est, ref = _check_pair(est, ref)
+    est, ref = est - est.mean(), ref - ref.mean()
+    ref_energy = float(ref @ ref)
+    if ref_energy == 0.0:
+        raise MetricFailure("constant reference")
+    target = (float(est @ ref) / ref_energy) * ref
+    residual = est - target
+    floor = SI_SDR_FLOOR * float(est @ est) + np.finfo(np.float64).tiny
+    return 10.0 * math.log10((float(target @ target) + floor) / (float(residual @ residual) + floor))
+
+
+def sdr(est: np.ndarray, ref: np.ndarray) -> float:
+    """BSS-eval SDR (v4 style: 512-tap distortion filter, exact solve) of one estimate against
+    its own reference only. Per-source SDR depends on that pair alone, so scoring each source on
+    its own is the same number as bss_eval's, without its permutation search."""
+    import fast_bss_eval  # imported here: it pulls in torch, which pure callers may not need
+
+    est, ref = _check_pair(est, ref)
+    # pairwise=True on one pair: fast_bss_eval's pairwise=False path crashes under numpy 2.
+    # The clamp gives a perfect estimate the same 150 dB ceiling as si_sdr instead of inf.
+    with np.errstate(divide="ignore"):
+        value = -float(fast_bss_eval.sdr_loss(est[None], ref[None], filter_length=SDR_FILTER, pairwise=True,
+                                              clamp_db=SDR_CLAMP_DB)[0, 0])
+    if not math.isfinite(value):
+        raise MetricFailure("SDR is not finite (degenerate reference)")
+    return value
+
+
+def pesq_mode(sample_rate: int) -> tuple[str, int]:
+    """(mode, rate PESQ runs at): narrow-band at 8 kHz, wide-band at 16 kHz, any other rate
+    resampled to 16 kHz wide-band."""
+    return ("nb", 8000) if sample_rate == 8000 else ("wb", 16000)
+
+
+def _resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    from scipy.signal import resample_poly
+
+    g = gcd(sr_in, sr_out)
+    return resample_poly(x, sr_out // g, sr_in // g)
+
+
+def pesq(est: np.ndarray, ref: np.ndarray, sample_rate: int) -> float:
+    """ITU-T P.862 MOS-LQO of `est` against the clean `ref` (mode from pesq_mode)."""
+    import pesq as pesq_lib
+
+    est, ref = _check_pair(est, ref)
+    mode, rate = pesq_mode(sample_rate)
+    if rate != sample_rate:
+        est, ref = _resample(est, sample_rate, rate), _resample(ref, sample_rate, rate)
+    try:
+        return float(pesq_lib.pesq(rate, ref, est, mode))
+    except pesq_lib.NoUtterancesError:
+        raise MetricFailure("pesq found no utterances in the reference") from None
+    except pesq_lib.BufferTooShortError:
+        raise MetricFailure("clip too short for pesq (needs 0.25 s)") from None
+    except (pesq_lib.PesqError, ValueError) as exc:
+        raise MetricFailure(f"pesq failed ({str(exc).strip() or type(exc).__name__})") from None
+
+
+def _stoi(est: np.ndarray, ref: np.ndarray, sample_rate: int, extended: bool) -> float:
+    from pystoi import stoi as stoi_lib
+
+    est, ref = _check_pair(est, ref)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = float(stoi_lib(ref, est, sample_rate, extended=extended))
+    # pystoi returns 1e-5 with only a warning when too little speech is left: that is no score.
+    if any("Not enough STFT frames" in str(w.message) for w in caught):
+        raise MetricFailure("too few non-silent frames for stoi (needs ~0.4 s of speech)")
+    return value
+
+
+def stoi(est: np.ndarray, ref: np.ndarray, sample_rate: int) -> float:
+    return _stoi(est, ref, sample_rate, extended=False)
+
+
+def estoi(est: np.ndarray, ref: np.ndarray, sample_rate: int) -> float:
+    return _stoi(est, ref, sample_rate, extended=True)
+
+
+def mixture_gains(sources: np.ndarray, mix: np.ndarray) -> np.ndarray:
+    """Least-squares gains g with mix ≈ g[0] * voice + g[1] * noise: the stored stems may sit at
+    other levels than inside the mixture, so the mixture's own SNR needs these."""
+    sources, mix = np.asarray(sources, np.float64), np.asarray(mix, np.float64)
+    assert sources.ndim == 2 and sources.shape[0] == 2 and sources.shape[1:] == mix.shape, (sources.shape, mix.shape)
+    return np.linalg.lstsq(sources.T, mix, rcond=None)[0]
+
+
+def snr_measured(sources: np.ndarray, mix: np.ndarray) -> float:
+    """Voice-to-noise energy ratio in dB of the stems as they sit in the mixture."""
+    g = mixture_gains(sources, mix)
+    voice, noise = g[0] * np.asarray(sources[0], np.float64), g[1] * np.asarray(sources[1], np.float64)
+    ev, en = float(voice @ voice), float(noise @ noise)
+    if ev == 0.0 and en == 0.0:
+        return math.nan
+    return math.inf if en == 0.0 else (-math.inf if ev == 0.0 else 10.0 * math.log10(ev / en))
+
+
+def _voice_metrics(sample_rate: int) -> list[tuple[str, callable]]:
+    mode, _ = pesq_mode(sample_rate)
+    return [("sisdr", lambda e, r: si_sdr(e, r)), ("sdr", lambda e, r: sdr(e, r)),
+            (f"pesq_{mode}", lambda e, r: pesq(e, r, sample_rate)),
+            ("stoi", lambda e, r: stoi(e, r, sample_rate)), ("estoi", lambda e, r: estoi(e, r, sample_rate))]
+
+
+def _apply(fn, est, ref, name: str, row: dict, reasons: list[str]) -> None:
+    try:
+        row[name] = fn(est, ref)
+    except MetricFailure as exc:
+        row[name] = math.nan
+        reasons.append(f"{name}: {exc}")
+
+
+def input_scores(sources: np.ndarray, mix: np.ndarray, sample_rate: int) -> dict:
+    """The unprocessed mixture scored against each stem: the baseline of every improvement.
+    Independent of the model, so the benchmark computes it once per clip."""
+    sources, mix = np.asarray(sources), np.asarray(mix)
+    assert sources.ndim == 2 and sources.shape[0] == 2 and sources.shape[1:] == mix.shape, (sources.shape, mix.shape)
+    row, reasons = {}, []
+    for suffix, fn in _voice_metrics(sample_rate):
+        _apply(fn, mix, sources[0], f"input_voice_{suffix}", row, reasons)
+    _apply(si_sdr, mix, sources[1], "input_noise_sisdr", row, reasons)
+    row["snr_measured"] = snr_measured(sources, mix)
+    row["pesq_sample_rate"] = pesq_mode(sample_rate)[1]
+    row["failure_reason"] = "; ".join(reasons)
+    return row
+
+
+def score_columns(sample_rate: int) -> list[str]:
+    """The metric columns of score_clip's row, in order (the PESQ mode is in the name)."""
+    mode, _ = pesq_mode(sample_rate)
+    voice = ["voice_sisdr", "voice_sisdri", "voice_sdr", "voice_sdri", f"voice_pesq_{mode}", "voice_stoi", "voice_estoi"]
+    inputs = ["input_voice_sisdr", "input_noise_sisdr", "input_voice_sdr", f"input_voice_pesq_{mode}",
+              "input_voice_stoi", "input_voice_estoi"]
+    return voice + ["noise_sisdr", "noise_sisdri"] + inputs + ["pesq_sample_rate"]
+
+
+def failed_row(sample_rate: int, inputs: dict, reason: str) -> dict:
+    """The row of a clip whose separation itself failed: every estimate metric NaN."""
+    row = {c: inputs.get(c, math.nan) for c in score_columns(sample_rate)}
+    row["failure_reason"] = "; ".join(r for r in (reason, inputs.get("failure_reason", "")) if r)
+    return row
+
+
+def score_clip(est: np.ndarray, sources: np.ndarray, mix: np.ndarray, sample_rate: int,
+               inputs: dict | None = None) -> dict:
+    """One tidy row: voice_*, noise_*, input_* values and `failure_reason` ('' if all computed).
+
+    est, sources: [2, T] in fixed order (voice, noise); mix: [T]. `inputs` is input_scores()
+    of this clip when already known. Failed metrics are NaN, never 0.
+    """
+    est, sources, mix = np.asarray(est), np.asarray(sources), np.asarray(mix)
+    assert est.shape == sources.shape and est.ndim == 2 and est.shape[0] == 2, (est.shape, sources.shape)
+    assert mix.shape == sources.shape[1:], (mix.shape, sources.shape)
+    if inputs is None:
+        inputs = input_scores(sources, mix, sample_rate)
+    row, reasons = {}, []
+    # An estimate that IS the mixture has the mixture's scores by definition. Recomputing them
+    # could differ in the last bit (pystoi's ESTOI does between identical calls), and the
+    # mixture row's improvement must be exactly 0, not 1e-16.
+    same = [np.array_equal(est[i], mix) for i in range(2)]
+    for suffix, fn in _voice_metrics(sample_rate):
+        if same[0]:
+            row[f"voice_{suffix}"] = inputs[f"input_voice_{suffix}"]
+        else:
+            _apply(fn, est[0], sources[0], f"voice_{suffix}", row, reasons)
+    if same[1]:
+        row["noise_sisdr"] = inputs["input_noise_sisdr"]
+    else:
+        _apply(si_sdr, est[1], sources[1], "noise_sisdr", row, reasons)
+    # Differences of NaN stay NaN: an improvement is only shown when both ends were computed.
+    row["voice_sisdri"] = row["voice_sisdr"] - inputs["input_voice_sisdr"]
+    row["voice_sdri"] = row["voice_sdr"] - inputs["input_voice_sdr"]
+    row["noise_sisdri"] = row["noise_sisdr"] - inputs["input_noise_sisdr"]
+    out = {c: row[c] if c in row else inputs[c] for c in score_columns(sample_rate)}
+    out["failure_reason"] = "; ".join(r for r in (inputs.get("failure_reason", ""), *reasons) if r)
+    return out
