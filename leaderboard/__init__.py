@@ -1,0 +1,1 @@
+"""Leaderboard rendering: summary statistics -> LEADERBOARD.md and its plot (outputs land in this folder)."""

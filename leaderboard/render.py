@@ -1,0 +1,198 @@
+"""summary.csv (+ run cards) -> LEADERBOARD.md and si_sdri_by_snr.png.
+
+Pure: the output depends only on the arguments (the date shown is the newest result's, never
+the clock), so the same inputs give a byte-identical file and a snapshot test can pin it.
+"""
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import pandas as pd
+from tabulate import tabulate
+
+from benchmark.aggregate import ALL, KIND_ORDER, bucket_sort_key
+from benchmark.metrics import METRICS, pesq_mode
+from recipes.audio import atomic_path
+
+PLOT_NAME = "si_sdri_by_snr.png"
+RANK_METRIC = "voice_sisdri"
+_TABLE_METRICS = ["voice_sisdri", "voice_sdri", "PESQ", "voice_stoi", "voice_estoi", "noise_sisdri"]
+
+
+class _Summary:
+    """Lookup of one statistic row by (model, profile, kind, bucket, metric)."""
+
+    def __init__(self, summary: pd.DataFrame):
+        self.rows = {tuple(r[:5]): r for r in summary[["model", "profile", "kind", "snr_bucket", "metric", "n",
+                                                       "n_failed", "mean", "ci95_low", "ci95_high"]].itertuples(index=False)}
+        self.models = sorted({k[:3] for k in self.rows}, key=self._rank_key)
+        self.buckets = sorted({k[3] for k in self.rows}, key=bucket_sort_key)
+        pesq = [m for m in ("voice_pesq_nb", "voice_pesq_wb") if any(k[4] == m for k in self.rows)]
+        self.pesq = pesq[0] if pesq else "voice_pesq_nb"
+
+    def get(self, model, metric, bucket=ALL):
+        return self.rows.get((*model, bucket, metric))
+
+    def _rank_key(self, model):
+        row = self.rows.get((*model, ALL, RANK_METRIC))
+        mean = row.mean if row is not None and not math.isnan(row.mean) else -math.inf
+        return (KIND_ORDER.get(model[2], 9), -mean, model[0], model[1])
+
+    def metric(self, name: str) -> str:
+        return self.pesq if name == "PESQ" else name
+
+    def cell(self, model, metric, bucket=ALL) -> str:
+        """mean ± half-width of the 95% CI; no interval when it is undefined (n = 1)."""
+        row, spec = self.get(model, metric, bucket), METRICS[metric]
+        if row is None or row.n == 0:
+            return "–"
+        if math.isnan(row.ci95_low):
+            return f"{row.mean:.{spec.digits}f}"
+        return f"{row.mean:.{spec.digits}f} ± {(row.ci95_high - row.ci95_low) / 2:.{spec.digits}f}"
+
+    def failed(self, model, names) -> int:
+        return max((r.n_failed for r in (self.get(model, self.metric(n)) for n in names) if r is not None), default=0)
+
+
+def _header(metric: str) -> str:
+    m = METRICS[metric]
+    unit = f" ({m.unit})" if m.unit == "dB" else ""
+    return f"{m.label}{unit} {m.arrow}".strip()
+
+
+def _params(card: dict) -> str:
+    n = card.get("n_params")
+    if not isinstance(n, (int, float)):
+        return "–"
+    return f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n / 1e3:.1f} k"
+
+
+def _duration(card: dict) -> str:
+    s = card.get("train_seconds")
+    if not isinstance(s, (int, float)):
+        return "–"
+    return f"{s:.0f} s" if s < 120 else (f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h")
+
+
+def _table(rows, headers) -> str:
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def main_table(summary: pd.DataFrame, cards: dict) -> str:
+    """Trained models ranked by overall voice SI-SDRi."""
+    s = _Summary(summary)
+    rows = []
+    for model in (m for m in s.models if m[2] == "trained"):
+        card = cards.get(model[:2], {})
+        rtf = s.get(model, "rtf")
+        rows.append([len(rows) + 1, model[0], model[1], *[s.cell(model, s.metric(n)) for n in _TABLE_METRICS],
+                     _params(card), "–" if rtf is None or math.isnan(rtf.mean) else f"{rtf.mean:.3g}",
+                     _duration(card), s.failed(model, _TABLE_METRICS)])
+    if not rows:
+        return "_No trained models yet: train one with `sepbench train`._"
+    headers = ["#", "Model", "Profile", *[_header(s.metric(n)) for n in _TABLE_METRICS], "Params",
+               _header("rtf"), "Train time", "Failed"]
+    return _table(rows, headers)
+
+
+def reference_table(summary: pd.DataFrame) -> str:
+    s = _Summary(summary)
+    rows = [[model[0], model[2], *[s.cell(model, s.metric(n)) for n in _TABLE_METRICS], s.failed(model, _TABLE_METRICS)]
+            for model in s.models if model[2] != "trained"]
+    if not rows:
+        return "_Reference rows were not computed (`--no-references`)._"
+    return _table(rows, ["Reference", "Kind", *[_header(s.metric(n)) for n in _TABLE_METRICS], "Failed"])
+
+
+def snr_table(summary: pd.DataFrame) -> str:
+    s = _Summary(summary)
+    headers = ["Model", "Profile", "Kind", *[("All" if b == ALL else f"SNR {b} dB") for b in s.buckets]]
+    rows = [[*model, *[s.cell(model, RANK_METRIC, b) for b in s.buckets]] for model in s.models]
+    return _table(rows, headers)
+
+
+def _note(info: dict, pesq_metric: str) -> str:
+    sr = int(info.get("sample_rate", 8000))
+    mode, rate = pesq_mode(sr)
+    pesq = (f"narrow-band (ITU-T P.862) at 8 kHz" if mode == "nb" else "wide-band (ITU-T P.862.2) at 16 kHz")
+    if rate != sr:
+        pesq += f"; the test set's {sr} Hz audio is resampled to 16 kHz for PESQ only"
+    return "\n".join([
+        "## How to read this", "",
+        "- **SI-SDRi** (dB): scale-invariant signal-to-distortion ratio of the estimate minus that of the "
+        "unprocessed mixture, against the true stem. 0 dB means no better than doing nothing; the overall gain "
+        "of the estimate does not count. Sources are scored in fixed order (voice, noise), never re-paired, so a "
+        "model that swaps its outputs scores negative.",
+        "- Cells are the mean over clips ± the half-width of the 95% confidence interval of that mean "
+        "(Student t). Two models whose intervals overlap may not really differ on this test set.",
+        "- ↑ higher is better, ↓ lower is better. SDRi is BSS-eval SDR (512-tap filter) improvement; "
+        "STOI/ESTOI are intelligibility scores in [0, 1]; RTF is separation time / audio duration on the "
+        "evaluating machine.",
+        f"- PESQ ({pesq_metric.split('_')[-1].upper()}) is {pesq}, computed on the voice only.",
+        "- **Oracle** rows build masks from the true stems on a 32 ms / 8 ms STFT and apply them to the mixture: "
+        "an upper reference for magnitude-masking models on that STFT (learned-basis models such as "
+        "Conv-TasNet can exceed it). **mixture** is the unprocessed input: improvement 0 by construction.",
+        "- **Failed**: clips where a metric could not be computed (e.g. PESQ on a near-silent voice); they are "
+        "left out of the means and listed with a reason in `results.csv`.",
+        "- Per-clip rows: `results.csv`; every statistic per SNR bucket: `summary.csv`.",
+    ])
+
+
+def render(summary: pd.DataFrame, cards: dict, info: dict) -> str:
+    """The whole LEADERBOARD.md. info: data, data_hash, n_clips, date, git_commit, version,
+    sample_rate."""
+    s = _Summary(summary)
+    parts = [
+        "<!-- Generated by `sepbench evaluate`: do not edit; re-run it instead. -->",
+        "# sepbench leaderboard", "",
+        f"- Test set: `{info['data']}` (content hash `{info['data_hash']}`, {info['n_clips']} clips, "
+        f"{info.get('sample_rate', '?')} Hz)",
+        f"- Results of: {info['date']}",
+        f"- Benchmark: version {info['version']}, git commit {info['git_commit']}", "",
+        f"## Trained models, ranked by {_header(RANK_METRIC)} (mean ± 95% CI)", "",
+        main_table(summary, cards), "",
+        "## References (not trained models)", "",
+        reference_table(summary), "",
+        f"## {_header(RANK_METRIC)} by SNR label of the mixture", "",
+        snr_table(summary), "",
+        f"![{METRICS[RANK_METRIC].label} by SNR]({PLOT_NAME})", "",
+        _note(info, s.pesq), "",
+    ]
+    return "\n".join(parts)
+
+
+def plot_png(summary: pd.DataFrame) -> bytes:
+    """Voice SI-SDRi against SNR label, one line per model with its CI band; oracles dashed,
+    the mixture dotted. PNG bytes with no software version stamped in them."""
+    from matplotlib.figure import Figure
+
+    s = _Summary(summary)
+    buckets = [b for b in s.buckets if b != ALL]
+    x = [float(b) for b in buckets]
+    fig = Figure(figsize=(7.0, 4.5), dpi=100)
+    ax = fig.add_subplot()
+    for i, model in enumerate(s.models):
+        rows = [s.get(model, RANK_METRIC, b) for b in buckets]
+        mean, low, high = ([math.nan if r is None else getattr(r, a) for r in rows]
+                           for a in ("mean", "ci95_low", "ci95_high"))
+        style = {"trained": "-", "oracle": "--"}.get(model[2], ":")
+        color = "0.4" if model[2] == "reference" else f"C{i % 10}"
+        ax.plot(x, mean, style, marker="o", color=color, label=f"{model[0]} ({model[1]})" if model[2] == "trained" else model[0])
+        ax.fill_between(x, low, high, color=color, alpha=0.15, linewidth=0)
+    ax.set_xlabel("SNR label of the mixture (dB)")
+    ax.set_ylabel(_header(RANK_METRIC))
+    ax.set_xticks(x, buckets)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small", loc="best")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def plot(summary: pd.DataFrame, path) -> None:
+    """plot_png written atomically to `path`."""
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(plot_png(summary))

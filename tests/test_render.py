@@ -1,0 +1,101 @@
+"""leaderboard.render: a fixed snapshot for fixed inputs, byte-identical output, table layout.
+
+To accept an intended change of the layout: SEPBENCH_UPDATE_SNAPSHOTS=1 pytest tests/test_render.py,
+then review the diff of tests/snapshots/ like any other change.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark import aggregate
+from leaderboard import render
+
+SNAPSHOT = Path(__file__).parent / "snapshots" / "LEADERBOARD.md"
+INFO = {"data": "data/demo/test", "data_hash": "0123456789abcdef", "n_clips": 6, "date": "2025-01-02T03:04:05Z",
+        "git_commit": "abc1234", "version": "0.1.0+s1", "sample_rate": 8000}
+CARDS = {("conv_tasnet", "cpu"): {"n_params": 321_456, "train_seconds": 1830.0},
+         ("lstm_mask", "cpu"): {"n_params": 2_345_678, "train_seconds": 95.0}}
+# model, profile, kind, mean voice SI-SDRi
+MODELS = [("lstm_mask", "cpu", "trained", 6.0), ("conv_tasnet", "cpu", "trained", 9.0),
+          ("oracle_irm", "-", "oracle", 14.0), ("mixture", "-", "reference", 0.0)]
+
+
+def fixed_results() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = []
+    for model, profile, kind, level in MODELS:
+        for i, label in enumerate([-3.0, -3.0, 0.0, 0.0, 3.0, 3.0]):
+            gain = 0.0 if model == "mixture" else round(level + label / 3 + rng.normal(0, 1), 3)
+            rows.append({"model": model, "profile": profile, "kind": kind, "clip_id": f"{i + 1:04d}",
+                         "snr_label": label, "voice_sisdri": gain, "voice_sdri": round(gain * 1.05, 3),
+                         "voice_pesq_nb": round(1.5 + gain / 10, 3), "voice_stoi": round(0.7 + gain / 100, 4),
+                         "voice_estoi": round(0.5 + gain / 100, 4), "noise_sisdri": gain,
+                         "rtf": 0.01 if kind == "trained" else 0.001, "failure_reason": ""})
+    df = pd.DataFrame(rows)
+    df.loc[(df["model"] == "lstm_mask") & (df["clip_id"] == "0002"), "voice_pesq_nb"] = math.nan
+    return df
+
+
+@pytest.fixture(scope="module")
+def summary() -> pd.DataFrame:
+    return aggregate.summarize(fixed_results())
+
+
+def test_matches_the_snapshot(summary):
+    text = render.render(summary, CARDS, INFO)
+    if os.environ.get("SEPBENCH_UPDATE_SNAPSHOTS"):
+        SNAPSHOT.parent.mkdir(exist_ok=True)
+        SNAPSHOT.write_text(text, encoding="utf-8")
+    assert SNAPSHOT.is_file(), "no snapshot yet: run with SEPBENCH_UPDATE_SNAPSHOTS=1 and review it"
+    assert text == SNAPSHOT.read_text(encoding="utf-8")
+
+
+def test_same_inputs_give_byte_identical_output(summary):
+    first = render.render(summary, CARDS, INFO)
+    assert render.render(summary.copy(), dict(CARDS), dict(INFO)) == first
+    # row order of the input does not matter either
+    assert render.render(summary.sample(frac=1, random_state=1), CARDS, INFO) == first
+
+
+def test_layout(summary):
+    text = render.render(summary, CARDS, INFO)
+    lines = text.splitlines()
+    assert "Generated" in lines[0] and "do not edit" in lines[0]
+    assert INFO["data_hash"] in text and "6 clips" in text and INFO["date"] in text and "abc1234" in text
+    main = text.split("## Trained models")[1].split("## References")[0]
+    assert main.index("conv_tasnet") < main.index("lstm_mask")  # ranked by voice SI-SDRi
+    assert "oracle_irm" not in main and "mixture" not in main  # references stay apart
+    assert "Voice SI-SDRi (dB) ↑" in main and "RTF ↓" in main and "PESQ-NB ↑" in main
+    assert "321.5 k" in main and "2.35 M" in main and "30.5 min" in main and "95 s" in main
+    lstm_row = next(line for line in main.splitlines() if "lstm_mask" in line)
+    assert lstm_row.rstrip(" |").endswith("1")  # the clip whose PESQ failed is counted
+    refs = text.split("## References")[1].split("## Voice SI-SDRi")[0]
+    assert "oracle_irm" in refs and "0.00 ± 0.00" in refs
+    assert "| SNR -3 dB" in text and "SNR 3 dB" in text and render.PLOT_NAME in text
+    assert "± " in main and "How to read this" in text and "narrow-band" in text
+
+
+def test_changed_numbers_change_the_output(summary):
+    changed = summary.copy()
+    changed.loc[changed["metric"] == "voice_sisdri", "mean"] += 0.01
+    assert render.render(changed, CARDS, INFO) != render.render(summary, CARDS, INFO)
+
+
+def test_no_trained_models_and_no_references_are_said_plainly(summary):
+    refs_only = summary[summary["kind"] != "trained"]
+    assert "No trained models yet" in render.render(refs_only, {}, INFO)
+    assert "--no-references" in render.render(summary[summary["kind"] == "trained"], CARDS, INFO)
+
+
+def test_plot_is_a_deterministic_png(summary, tmp_path):
+    png = render.plot_png(summary)
+    assert png.startswith(b"\x89PNG") and render.plot_png(summary) == png
+    assert b"matplotlib" not in png  # no version stamp that would change with the library
+    render.plot(summary, tmp_path / "p.png")
+    assert (tmp_path / "p.png").read_bytes() == png
