@@ -1,0 +1,250 @@
+"""benchmark.evaluate (+ references): tiny untrained models on the tiny generated data set."""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import recipes
+from benchmark import aggregate, cli, references
+from benchmark import evaluate as ev
+from recipes.checkpoint import save_model
+
+TINY = {"conv_tasnet": dict(n_blocks=2, n_repeats=1, n_filters=32, bn_chan=16, hid_chan=32, skip_chan=16),
+        "lstm_mask": dict(hidden=16, n_layers=1)}
+N_MODELS = 2 + len(references.names())
+TIMING = ["sep_seconds", "rtf", "evaluated_at", "git_commit"]
+
+
+def assert_same_scores(path_a, path_b, tol=1e-9):
+    """Equal rows of the models in b, ignoring timings; floats to `tol` (pystoi's ESTOI varies
+    in the last bit between identical calls)."""
+    a, b = (aggregate.read_results(p).drop(columns=TIMING) for p in (path_a, path_b))
+    a = a[a["model"].isin(set(b["model"]))].reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=tol, atol=tol)
+
+
+def make_run(runs: Path, recipe: str, profile: str = "tiny", sample_rate: int = 8000, **card) -> Path:
+    args = {"sample_rate": sample_rate, **TINY[recipe]}
+    torch.manual_seed(0)
+    model = recipes.get(recipe).build(**args)
+    folder = runs / recipe / profile
+    folder.mkdir(parents=True)
+    save_model(folder / "best.pt", model, recipe, args, sample_rate, profile=profile, seed=0, config={})
+    card = {"recipe": recipe, "profile": profile, "model_args": args, "sample_rate": sample_rate, "status": "complete",
+            "n_params": sum(p.numel() for p in model.parameters()), "train_seconds": 12.0, **card}
+    (folder / "card.json").write_text(json.dumps(card), encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def first(tiny_data, tmp_path_factory):
+    """One full evaluation (2 tiny models + references), shared by the tests below, read-only."""
+    root = tmp_path_factory.mktemp("eval")
+    for recipe in TINY:
+        make_run(root / "runs", recipe)
+    lines = []
+    result = ev.evaluate(tiny_data / "test", root / "runs", root / "out", jobs=1, device="cpu", log=lines.append)
+    return result, root, lines
+
+
+def copy_of(first, tmp_path) -> tuple[Path, Path]:
+    """Private copies of the runs and of the output folder (with its cache)."""
+    _, root, _ = first
+    return Path(shutil.copytree(root / "runs", tmp_path / "runs")), Path(shutil.copytree(root / "out", tmp_path / "out"))
+
+
+def test_every_output_is_written(first):
+    result, root, lines = first
+    for key in ("results", "summary", "leaderboard", "plot"):
+        assert Path(result[key]).is_file() and Path(result[key]).stat().st_size > 0, key
+    assert result["evaluated"] == N_MODELS and result["cached"] == 0 and result["failed"] == []
+    assert sum("clips/s" in line for line in lines) == N_MODELS + 1  # one line per model + the baseline
+    text = Path(result["leaderboard"]).read_text(encoding="utf-8")
+    assert "conv_tasnet" in text and "lstm_mask" in text and "oracle_wiener" in text
+    assert not [p for p in (root / "out").iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_rows_columns_and_references(first, tiny_data):
+    result, _, _ = first
+    df = aggregate.read_results(result["results"])
+    assert len(df) == N_MODELS * 9 and df["failure_reason"].eq("").all()
+    assert list(df.columns[:8]) == ["model", "profile", "kind", "clip_id", "snr_label", "snr_measured",
+                                    "sample_rate", "duration_s"]
+    for col in ("voice_sisdr", "voice_sisdri", "voice_sdr", "voice_sdri", "voice_pesq_nb", "voice_stoi",
+                "voice_estoi", "noise_sisdr", "noise_sisdri", "input_voice_sisdr", "input_noise_sisdr",
+                "input_voice_pesq_nb", "input_voice_stoi", "sep_seconds", "rtf", "failure_reason",
+                "checkpoint", "checkpoint_hash"):
+        assert col in df.columns, col
+    kinds = df.groupby("model")["kind"].first().to_dict()
+    assert kinds == {"conv_tasnet": "trained", "lstm_mask": "trained", "mixture": "reference",
+                     "oracle_irm": "oracle", "oracle_ibm": "oracle", "oracle_wiener": "oracle"}
+    trained = df[df["kind"] == "trained"]
+    assert set(trained["checkpoint"]) == {"runs/conv_tasnet/tiny/best.pt", "runs/lstm_mask/tiny/best.pt"}
+    assert (trained["rtf"] > 0).all() and trained["checkpoint_hash"].str.fullmatch("[0-9a-f]{16}").all()
+    assert sorted(set(df["clip_id"])) == sorted(p.name for p in (tiny_data / "test").iterdir() if p.is_dir())
+    assert set(df["snr_label"]) == {-3.0, 0.0, 3.0}
+    assert np.allclose(df["snr_measured"], df["snr_label"], atol=0.05)  # the demo sets the label exactly
+
+
+def test_mixture_improvement_is_exactly_zero_and_the_oracle_beats_it(first):
+    df = aggregate.read_results(first[0]["results"])
+    mixture, irm = df[df["model"] == "mixture"], df[df["model"] == "oracle_irm"]
+    assert (mixture["voice_sisdri"] == 0.0).all() and (mixture["noise_sisdri"] == 0.0).all()
+    assert (mixture["voice_sdri"] == 0.0).all()
+    assert (irm["voice_sisdri"].to_numpy() > 0).all() and irm["voice_sisdri"].mean() > 3
+    assert irm["voice_stoi"].mean() > mixture["voice_stoi"].mean()
+
+
+def test_second_call_is_a_cache_noop(first, tmp_path, tiny_data, monkeypatch):
+    result, root, _ = first
+    runs, out = copy_of(first, tmp_path)
+    monkeypatch.setattr(ev, "_run_task", lambda task: pytest.fail("a cached model was evaluated again"))
+    again = ev.evaluate(tiny_data / "test", runs, out, jobs=1, device="cpu", log=lambda *_: None)
+    assert again["evaluated"] == 0 and again["cached"] == N_MODELS
+    for key in ("results", "summary", "leaderboard", "plot"):
+        assert Path(again[key]).read_bytes() == Path(result[key]).read_bytes(), key
+
+
+def test_force_reevaluates_with_the_same_scores(first, tmp_path, tiny_data):
+    runs, out = copy_of(first, tmp_path)
+    again = ev.evaluate(tiny_data / "test", runs, out, jobs=1, force=True, device="cpu", with_references=False,
+                        log=lambda *_: None)
+    assert again["evaluated"] == 2 and again["cached"] == 0
+    assert_same_scores(first[0]["results"], again["results"])
+
+
+@pytest.mark.slow
+def test_parallel_workers_give_the_serial_scores(first, tmp_path, tiny_data):
+    runs, _ = copy_of(first, tmp_path)
+    par = ev.evaluate(tiny_data / "test", runs, tmp_path / "par", jobs=2, device="cpu", with_references=False,
+                      log=lambda *_: None)
+    assert par["evaluated"] == 2
+    # Workers run torch with fewer threads: float32 sums in another order, so 1e-5, not exact.
+    assert_same_scores(first[0]["results"], par["results"], tol=1e-5)
+
+
+def test_a_broken_checkpoint_is_one_line_and_the_others_continue(first, tmp_path, tiny_data, capsys):
+    runs, out = copy_of(first, tmp_path)
+    shutil.copytree(runs / "lstm_mask" / "tiny", runs / "lstm_mask" / "broken")
+    (runs / "lstm_mask" / "broken" / "best.pt").write_bytes(b"not a checkpoint")
+    make_run(runs, "conv_tasnet", "wideband", sample_rate=16000)
+    rc = cli.main(["evaluate", "--data", str(tiny_data / "test"), "--runs", str(runs), "--out", str(out),
+                   "--jobs", "1", "--device", "cpu"])
+    printed = capsys.readouterr()
+    assert rc == 1
+    errors = [line for line in (printed.out + printed.err).splitlines() if line.startswith("error:")]
+    assert len(errors) == 2
+    assert any("broken/best.pt" in e for e in errors) and any("wideband/best.pt: trained at 16000 Hz" in e for e in errors)
+    df = aggregate.read_results(out / "results.csv")
+    assert set(df["model"]) == {"conv_tasnet", "lstm_mask", "mixture", "oracle_irm", "oracle_ibm", "oracle_wiener"}
+    assert set(df["profile"]) == {"tiny", "-"}
+
+
+def test_unfinished_runs_are_skipped_with_a_note(first, tmp_path, tiny_data, capsys):
+    runs, out = copy_of(first, tmp_path)
+    (runs / "conv_tasnet" / "tiny" / "card.json").unlink()
+    make_run(runs, "lstm_mask", "running", status="running")
+    rc = cli.main(["evaluate", "--data", str(tiny_data / "test"), "--runs", str(runs), "--out", str(out),
+                   "--jobs", "1", "--device", "cpu"])
+    printed = capsys.readouterr().out
+    assert rc == 0
+    assert "note: skipped" in printed and "no card.json" in printed and "'running'" in printed
+    models = set(aggregate.read_results(out / "results.csv")["model"])
+    assert "lstm_mask" in models and "conv_tasnet" not in models
+
+
+def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
+    rc = cli.main(["evaluate", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "sepbench evaluate: error:" in err and "missing" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_interrupted_run_leaves_the_previous_leaderboard(first, tmp_path, tiny_data, monkeypatch):
+    from leaderboard import render
+
+    runs, out = copy_of(first, tmp_path)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(render, "plot_png", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        ev.evaluate(tiny_data / "test", runs, out, jobs=1, device="cpu", log=lambda *_: None)
+    monkeypatch.undo()
+    monkeypatch.setattr(ev, "_run_task", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        ev.evaluate(tiny_data / "test", runs, out, jobs=1, force=True, device="cpu", log=lambda *_: None)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_a_failing_pesq_is_an_empty_cell_and_a_reason(tmp_path, write_clip):
+    rng = np.random.default_rng(0)
+    t = np.arange(8000) / 8000
+    speech = (0.2 * np.sin(2 * np.pi * 150 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)) ** 2).astype(np.float32)
+    whistle = (0.2 * np.sin(2 * np.pi * 3950 * t)).astype(np.float32)  # no speech-band energy at all
+    noise = (0.05 * rng.standard_normal(8000)).astype(np.float32)
+    write_clip(tmp_path / "test/0001", speech, noise, snr=0)
+    write_clip(tmp_path / "test/0002", whistle, noise, snr=0)
+    result = ev.evaluate(tmp_path / "test", tmp_path / "no_runs", tmp_path / "out", jobs=1, device="cpu",
+                         log=lambda *_: None)
+    lines = Path(result["results"]).read_text(encoding="utf-8").splitlines()
+    header = lines[0].split(",")
+    col, reason = header.index("voice_pesq_nb"), header.index("failure_reason")
+    whistle_rows = [line.split(",") for line in lines[1:] if line.split(",")[3] == "0002"]
+    assert len(whistle_rows) == len(references.names())
+    for cells in whistle_rows:
+        assert cells[col] == "" and "pesq found no utterances" in cells[reason]
+        assert cells[header.index("voice_sisdr")] != ""  # other metrics of that clip are kept
+    summary = aggregate.read_summary(result["summary"])
+    row = summary[(summary["model"] == "mixture") & (summary["metric"] == "voice_pesq_nb") & (summary["snr_bucket"] == "all")]
+    assert row["n"].item() == 1 and row["n_failed"].item() == 1
+
+
+# ---- references on their own ----
+
+def _clip(seed=0, n=16000):
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / 8000
+    voice = np.sin(2 * np.pi * 200 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 2 * t)) ** 2
+    noise = 0.5 * rng.standard_normal(n)
+    return np.stack([voice, noise]).astype(np.float32)
+
+
+@pytest.mark.parametrize("name", ["oracle_irm", "oracle_ibm", "oracle_wiener"])
+def test_oracle_masks_split_the_mixture_and_beat_it(name):
+    from benchmark.metrics import si_sdr
+
+    sources = _clip()
+    mix = sources.sum(axis=0)
+    est = references.estimate(name, mix, sources, 8000)
+    assert est.shape == sources.shape and references.kind(name) == "oracle"
+    assert np.allclose(est.sum(axis=0), mix, atol=1e-4)  # complementary masks: nothing added or lost
+    assert si_sdr(est[0], sources[0]) > si_sdr(mix, sources[0]) + 5
+
+
+def test_oracles_use_the_stems_gains_inside_the_mixture():
+    from benchmark.metrics import si_sdr
+
+    sources = _clip(1)
+    mix = 2.0 * sources[0] + 0.25 * sources[1]  # stems stored at other gains than in the mixture
+    consistent = np.stack([2.0 * sources[0], 0.25 * sources[1]])
+    for name in ("oracle_irm", "oracle_wiener"):
+        a = references.estimate(name, mix, sources, 8000)
+        b = references.estimate(name, mix, consistent, 8000)
+        assert si_sdr(a[0], sources[0]) == pytest.approx(si_sdr(b[0], sources[0]), abs=1e-3)
+
+
+def test_mixture_reference_is_the_mixture_twice():
+    sources = _clip()
+    mix = sources.sum(axis=0)
+    assert references.kind("mixture") == "reference"
+    assert np.array_equal(references.estimate("mixture", mix, sources, 8000), np.stack([mix, mix]))
