@@ -1,0 +1,313 @@
+"""results.csv + test clips + checkpoints -> OUT/listen/index.html, the "audio examples" page:
+for a few clips per SNR label, the mixture, the true stems and every model's voice and noise
+estimates, each with a player, a spectrogram and the SI-SDR the benchmark gave it.
+
+Levels: every estimate is scaled to the integrated loudness (ITU-R BS.1770, pyloudnorm) of the
+true stem it estimates, so switching players compares separation quality, not level. Clips
+shorter than pyloudnorm's 0.4 s gating block cannot be measured that way and are matched by RMS.
+Then ONE gain per row (<= 0 dB, the same for every file of the row, so level relations survive)
+keeps all peaks below -0.2 dBFS in the 16-bit files; the row header states it.
+
+The page is static: no script, inline CSS, and a Content-Security-Policy that allows only files
+of its own folder. Audio and image file names are built from indices, never from a model, run
+or clip name; those are only displayed, HTML-escaped. The folder is built beside listen/ and
+swapped in at the end, so an interrupted build leaves the previous page. Same inputs, same bytes.
+"""
+from __future__ import annotations
+
+import html
+import io
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from recipes.audio import read_audio
+from recipes.data import load_split
+from recipes.errors import SepbenchError
+
+ORACLE = "oracle_irm"
+PEAK = 10 ** (-0.2 / 20)
+LOUDNESS_BLOCK_S = 0.4
+SPEC_RANGE_DB = 80.0
+IMG_W, IMG_H, DPI = 192, 80, 100
+_NEW, _OLD = ".listen-new-", ".listen-old-"
+
+
+@dataclass(frozen=True)
+class _Column:
+    label: str  # displayed, escaped
+    key: tuple[str, str, str]  # (model, profile, kind) in results.csv
+    checkpoint: Path | None  # None: the oracle, computed from the true stems
+
+
+def _esc(value) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _mean(values) -> float:
+    v = np.asarray(values, dtype=np.float64)
+    v = v[~np.isnan(v)]
+    return float(v.mean()) if v.size else -math.inf
+
+
+def _resolve(value: str, runs_dir) -> Path | None:
+    """checkpoint column -> file: absolute, or relative to the runs folder's parent as evaluate
+    writes it (runs/<recipe>/<profile>/best.pt); also tried inside runs_dir if it was renamed."""
+    p = Path(value)
+    candidates = [p] if p.is_absolute() or runs_dir is None else \
+        [Path(runs_dir).parent / p, Path(runs_dir).joinpath(*p.parts[1:])]
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def _columns(results, runs_dir, models) -> tuple[list[_Column], list[str]]:
+    """Trained models in leaderboard order (mean voice SI-SDRi over all clips), then the oracle."""
+    from benchmark.evaluate import file_hash
+
+    wanted = None if models is None else {models} if isinstance(models, str) else set(models)
+    columns, notes, ranked = [], [], []
+    trained = results[results["kind"] == "trained"]
+    for (model, profile), group in trained.groupby(["model", "profile"], sort=True):
+        label = f"{model}/{profile}"
+        if wanted is None or model in wanted or label in wanted:
+            ranked.append((-_mean(group["voice_sisdri"]), model, profile, group))
+    for _, model, profile, group in sorted(ranked, key=lambda r: r[:3]):
+        label, ckpt = f"{model}/{profile}", sorted(set(group["checkpoint"]) - {""})
+        path = _resolve(ckpt[0], runs_dir) if ckpt else None
+        if path is None:
+            notes.append(f"{label}: left out, its checkpoint {ckpt[0] if ckpt else '(none)'} was not found")
+            continue
+        hashes = sorted(set(group.get("checkpoint_hash", [])) - {""})
+        if hashes and file_hash(path) not in hashes:
+            notes.append(f"{label}: the checkpoint changed since it was scored; its SI-SDR values are stale")
+        columns.append(_Column(label, (model, profile, "trained"), path))
+    if wanted is None or ORACLE in wanted:
+        columns.append(_Column(ORACLE, (ORACLE, "-", "oracle"), None))
+    return columns, notes
+
+
+def _select(results, clips, per_bucket: int) -> list:
+    """Per SNR label, the `per_bucket` clips around the median input voice SI-SDR (ties and even
+    counts resolved by clip id, lower median first): typical clips, not the best or the worst."""
+    scored = set(results["clip_id"])
+    source = results if "input_voice_sisdr" in results else results[results["model"] == "mixture"]
+    column = "input_voice_sisdr" if "input_voice_sisdr" in results else "voice_sisdr"
+    level = {cid: float(v) for cid, v in zip(source["clip_id"], source[column])}
+    chosen = []
+    for label in sorted({c.snr_label for c in clips}):
+        bucket = sorted((c for c in clips if c.snr_label == label and c.id in scored),
+                        key=lambda c: (math.inf if math.isnan(level.get(c.id, math.nan)) else level[c.id], c.id))
+        k = min(per_bucket, len(bucket))
+        start = (len(bucket) - k) // 2
+        chosen += bucket[start:start + k]
+    return chosen
+
+
+def _separator(column: _Column, sample_rate: int):
+    from benchmark import references
+    if column.checkpoint is None:
+        return lambda mix, sources: references.estimate(ORACLE, mix, sources, sample_rate)
+    from benchmark.evaluate import CHUNK_S, CONTEXT_S, FADE_S, LONG_CLIP_S
+    from benchmark.separate import separate
+    from recipes.checkpoint import load_model
+    model, payload = load_model(column.checkpoint)
+    if payload["sample_rate"] != sample_rate:
+        raise SepbenchError(f"trained at {payload['sample_rate']} Hz, the test set is {sample_rate} Hz")
+
+    def run(mix, sources):  # chunked exactly as evaluate scores long clips
+        long = len(mix) > LONG_CLIP_S * sample_rate
+        chunk = dict(chunk=int(CHUNK_S * sample_rate), context=int(CONTEXT_S * sample_rate),
+                     fade=int(FADE_S * sample_rate)) if long else {}
+        return separate(model, mix, **chunk)
+    return run
+
+
+def match_loudness(estimate: np.ndarray, reference: np.ndarray, sample_rate: int) -> np.ndarray:
+    """`estimate` scaled to the reference's integrated loudness (RMS for clips under 0.4 s, or
+    when either is too quiet to gate); a silent signal is left as it is."""
+    import pyloudnorm
+
+    est, ref = np.asarray(estimate, np.float64), np.asarray(reference, np.float64)
+    if len(ref) >= LOUDNESS_BLOCK_S * sample_rate:
+        meter = pyloudnorm.Meter(sample_rate, block_size=LOUDNESS_BLOCK_S)
+        le, lr = meter.integrated_loudness(est), meter.integrated_loudness(ref)
+        if math.isfinite(le) and math.isfinite(lr):
+            return est * 10 ** ((lr - le) / 20)
+    re, rr = np.sqrt(np.mean(est ** 2)), np.sqrt(np.mean(ref ** 2))
+    return est * (rr / re) if re > 0 and rr > 0 else est
+
+
+def _spectrogram(x: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Log-magnitude (dB) [freq, frames], ~32 ms Hann frames with 75 % overlap."""
+    n_fft = 2 ** max(6, round(math.log2(0.032 * sample_rate)))
+    hop = n_fft // 4
+    x = np.pad(np.asarray(x, np.float64), (n_fft // 2, n_fft // 2 + (-len(x)) % hop))
+    frames = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::hop] * np.hanning(n_fft)
+    return 20 * np.log10(np.abs(np.fft.rfft(frames, axis=-1)).T + 1e-10)
+
+
+def _png(db: np.ndarray, vmax: float) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(IMG_W / DPI, IMG_H / DPI), dpi=DPI)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=vmax - SPEC_RANGE_DB, vmax=vmax,
+              interpolation="bilinear")
+    ax.set_axis_off()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})  # no version stamp
+    return buf.getvalue()
+
+
+def _rows_of(results, key):
+    """The results rows of one column; references and oracles match whatever their profile."""
+    mask = (results["model"] == key[0]) & (results["kind"] == key[2])
+    return results[mask & (results["profile"] == key[1])] if key[2] == "trained" else results[mask]
+
+
+def _score(results, key, clip_id: str, source: str, improvement: bool = True) -> str:
+    rows = _rows_of(results, key)
+    row = rows[rows["clip_id"] == clip_id]
+    if row.empty or math.isnan(float(row[f"{source}_sisdr"].iloc[0])):
+        return "SI-SDR –"
+    value, gain = float(row[f"{source}_sisdr"].iloc[0]), float(row[f"{source}_sisdri"].iloc[0])
+    return f"SI-SDR {value:.1f} dB" + ("" if math.isnan(gain) or not improvement else f"<br>({gain:+.1f} dB)")
+
+
+def _row(i, clip, columns, separators, results, folder: Path) -> str:
+    from benchmark.aggregate import bucket_label
+
+    mix, sr = read_audio(clip.mix)
+    sources = np.stack([read_audio(clip.voice)[0], read_audio(clip.noise)[0]])
+    mix_score = "voice " + _score(results, ("mixture", "-", "reference"), clip.id, "voice", improvement=False)
+    cells = [("mix", mix, "mixture", mix_score), ("voice", sources[0], "true voice", "reference"),
+             ("noise", sources[1], "true noise", "reference")]
+    for j, column in enumerate(columns, 1):
+        run = separators.get(column.label)
+        est = None
+        if run is not None:
+            try:
+                est = np.asarray(run(mix, sources), np.float64)
+                est = est if np.all(np.isfinite(est)) else "the model's output is not finite"
+            except Exception as exc:  # one clip's failure is a note in its cell, not a lost page
+                est = f"separation failed: {type(exc).__name__}"
+        for s, source in enumerate(("voice", "noise")):
+            audio = est if not isinstance(est, np.ndarray) else match_loudness(est[s], sources[s], sr)
+            cells.append((f"m{j:02d}_{source}", audio, f"{column.label} {source}",
+                          _score(results, column.key, clip.id, source)))
+    signals = [c[1] for c in cells if isinstance(c[1], np.ndarray)]
+    peak = max(float(np.max(np.abs(x))) if x.size else 0.0 for x in signals)
+    gain = min(1.0, PEAK / peak) if peak > 0 else 1.0
+    specs = {c[0]: _spectrogram(c[1] * gain, sr) for c in cells if isinstance(c[1], np.ndarray)}
+    vmax = max(float(s.max()) for s in specs.values())  # one colour scale for the whole row
+    out = [f'<tr><th scope="row">clip {_esc(clip.id)}<br>SNR label {_esc(bucket_label(clip.snr_label))} dB'
+           f'<br><span class="g">gain {round(20 * math.log10(gain), 1) + 0.0:.1f} dB</span></th>']
+    for slot, audio, title, score in cells:
+        if not isinstance(audio, np.ndarray):
+            out.append(f'<td class="x">{_esc(audio or "not available")}</td>')
+            continue
+        name = f"{i:02d}_{slot}"
+        sf.write(str(folder / "audio" / f"{name}.wav"), audio * gain, sr, subtype="PCM_16")
+        (folder / "img" / f"{name}.png").write_bytes(_png(specs[slot], vmax))
+        out.append(f'<td><audio controls preload="metadata" src="audio/{name}.wav"></audio>'
+                   f'<img src="img/{name}.png" width="{IMG_W}" height="{IMG_H}" '
+                   f'alt="{_esc(f"spectrogram of {title}, clip {clip.id}")}"><div class="s">{score}</div></td>')
+    return "".join(out) + "</tr>"
+
+
+_CSS = ("body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}.w{overflow-x:auto}"
+        "table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:4px;vertical-align:top}"
+        "thead th{background:#f3f3f3}th[scope=row]{white-space:nowrap;text-align:left}"
+        "td audio{display:block;width:192px}img{display:block}"
+        ".s{font-size:12px;color:#444}.g{font-size:12px;color:#666;font-weight:normal}.x{color:#a00}")
+_CSP = "default-src 'none'; img-src 'self' data:; media-src 'self'; style-src 'unsafe-inline'"
+
+
+def _page(rows, columns, notes, n_clips, results) -> str:
+    means = {c.label: _mean(_rows_of(results, c.key)["voice_sisdri"]) for c in columns}
+    order = ", ".join(f"{_esc(c.label)} ({means[c.label]:+.2f} dB)" if math.isfinite(means[c.label])
+                      else _esc(c.label) for c in columns)
+    head = ('<tr><th rowspan="2">clip</th><th rowspan="2">mixture</th><th rowspan="2">true voice</th>'
+            '<th rowspan="2">true noise</th>' + "".join(f'<th colspan="2">{_esc(c.label)}</th>' for c in columns)
+            + "</tr><tr>" + "<th>voice estimate</th><th>noise estimate</th>" * len(columns) + "</tr>")
+    note = "".join(f"<li>{_esc(n)}</li>" for n in notes)
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
+            '<meta name="viewport" content="width=device-width,initial-scale=1">'
+            f'<link rel="icon" href="data:,"><title>sepbench listening page</title><style>{_CSS}</style></head>\n'
+            '<body><h1>sepbench listening page</h1>\n'
+            f"<p>{len(rows)} of {n_clips} test clips: per SNR label, the clip(s) with the median input voice SI-SDR. "
+            f"Models in leaderboard order (mean voice SI-SDRi over all clips): {order}. Under each estimate: "
+            "its SI-SDR from results.csv and, in brackets, the improvement over the mixture.</p>\n"
+            "<p>Each estimate is loudness-matched (ITU-R BS.1770 integrated loudness; RMS for clips under "
+            "0.4 s) to the true stem it estimates. Then one gain per row, shown under the clip id, is "
+            "applied to every file of the row so that nothing clips. Spectrograms: log magnitude, "
+            f"{SPEC_RANGE_DB:.0f} dB colour range, the same scale across a row.</p>\n"
+            + (f"<ul>{note}</ul>\n" if note else "")
+            + f'<div class="w"><table><thead>{head}</thead><tbody>\n' + "\n".join(rows)
+            + "\n</tbody></table></div></body></html>\n")
+
+
+def _swap(new: Path, dest: Path) -> None:
+    """Replace dest with new by two renames; an old page kept aside is put back on the next
+    build if a crash fell between them."""
+    old = Path(tempfile.mkdtemp(prefix=_OLD, dir=dest.parent))
+    if dest.exists():
+        os.replace(dest, old / "listen")
+    os.replace(new, dest)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _recover(dest: Path) -> None:
+    for leftover in sorted(dest.parent.glob(_OLD + "*")):
+        if not dest.exists() and (leftover / "listen").is_dir():
+            os.replace(leftover / "listen", dest)
+        shutil.rmtree(leftover, ignore_errors=True)
+    for leftover in dest.parent.glob(_NEW + "*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def build_listening_page(results_csv, test_dir, out_dir, runs_dir=None, clips_per_bucket: int = 1,
+                         models=None, log=print) -> Path:
+    """Write OUT/listen/ (index.html, audio/, img/) and return the path of index.html.
+
+    `models`: names ("recipe" or "recipe/profile", and "oracle_irm") to show; default all trained
+    models plus the oracle. Checkpoint paths in results.csv are resolved against `runs_dir`."""
+    from benchmark.aggregate import read_results
+
+    results = read_results(results_csv)
+    clips = load_split(test_dir)
+    columns, notes = _columns(results, runs_dir, models)
+    chosen = _select(results, clips, clips_per_bucket)
+    if not chosen:
+        raise SepbenchError(f"{results_csv}: no scored clip of {test_dir} to put on the listening page")
+    sample_rate = read_audio(chosen[0].mix)[1]
+    separators = {}
+    for column in columns:
+        try:
+            separators[column.label] = _separator(column, sample_rate)
+        except SepbenchError as exc:
+            notes.append(f"{column.label}: not separated ({exc})")
+    for n in notes:
+        log(f"listening page: {n}")
+    dest = Path(out_dir) / "listen"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    _recover(dest)
+    tmp = Path(tempfile.mkdtemp(prefix=_NEW, dir=dest.parent))
+    try:
+        os.chmod(tmp, 0o755)  # mkdtemp's 0700 would make the page unreadable to a web server
+        (tmp / "audio").mkdir()
+        (tmp / "img").mkdir()
+        rows = [_row(i, clip, columns, separators, results, tmp) for i, clip in enumerate(chosen, 1)]
+        (tmp / "index.html").write_text(_page(rows, columns, notes, len(clips), results), encoding="utf-8")
+        _swap(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest / "index.html"
