@@ -1,0 +1,109 @@
+"""The whole pipeline behind ./run_all.sh: data -> validate -> train every recipe -> evaluate ->
+leaderboard + listening page. Holds no hyperparameters: recipes and profiles own them.
+
+Idempotent: finished trainings and cached evaluations are skipped; an interrupted training is
+resumed from its last checkpoint. A recipe that fails to train is reported and the others go on;
+the exit code is non-zero at the end if any failed.
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from recipes.config import PROFILES
+from recipes.errors import SepbenchError
+
+DEMO_DIR = Path("data/demo")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="run_all.sh", description=__doc__.splitlines()[0])
+    p.add_argument("--data", help="data set root with train/ and test/ (default: generated demo data in data/demo)")
+    p.add_argument("--profile", default="cpu", choices=PROFILES)
+    p.add_argument("--recipes", help="comma-separated recipe names (default: every registered recipe)")
+    p.add_argument("--force", action="store_true", help="retrain and re-evaluate everything")
+    p.add_argument("--runs", default="runs", help="runs folder (default runs/)")
+    p.add_argument("--out", default="leaderboard", help="leaderboard folder (default leaderboard/)")
+    p.add_argument("--jobs", type=int, help="evaluation processes (default: all cores)")
+    p.add_argument("--devices", help="training devices per node (passed to sepbench train)")
+    p.add_argument("--num-nodes", type=int, help="training nodes (passed to sepbench train)")
+    p.add_argument("--strategy", help="training strategy, e.g. ddp (passed to sepbench train)")
+    return p.parse_args(argv)
+
+
+def say(text: str) -> None:
+    print(f"[run_all] {text}", file=sys.stderr, flush=True)
+
+
+def prepare_data(args) -> Path:
+    if args.data:
+        return Path(args.data)
+    if not (DEMO_DIR / "train").is_dir():
+        from .demo import generate
+        say(f"generating demo data in {DEMO_DIR} (defaults of `sepbench demo-data`)")
+        generate(DEMO_DIR)
+    return DEMO_DIR
+
+
+def train_all(args, data: Path, names: list[str]) -> list[str]:
+    """Each recipe trains in its own process, so one crash (even a segfault or OOM kill) cannot
+    take the others down."""
+    failed = []
+    extra = []
+    for flag in ("devices", "num_nodes", "strategy"):
+        if getattr(args, flag) is not None:
+            extra += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+    for i, name in enumerate(names, 1):
+        say(f"training {name} ({i}/{len(names)}, profile {args.profile})")
+        cmd = [sys.executable, "-m", "benchmark.cli", "train", name, "--data", str(data), "--profile",
+               args.profile, "--out", args.runs, *extra] + (["--force"] if args.force else [])
+        started = time.monotonic()
+        code = subprocess.call(cmd)
+        if code != 0:
+            failed.append(name)
+            say(f"training {name} FAILED (exit {code}); continuing with the others")
+        else:
+            say(f"{name} done in {time.monotonic() - started:.0f} s")
+    return failed
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import recipes
+    from .validate import format_report, validate
+
+    try:
+        names = args.recipes.split(",") if args.recipes else recipes.names()
+        for name in names:
+            recipes.get(name)  # unknown names fail before anything runs
+        data = prepare_data(args)
+        report = validate(data)
+        if not report.ok:
+            print(format_report(report), file=sys.stderr)
+            say(f"{data}: the data set is not usable (errors above); nothing was trained")
+            return 1
+        say(f"{data}: valid ({sum(1 for p in report.problems if p.level == 'warning')} warnings)")
+        failed = train_all(args, data, names)
+
+        from leaderboard.listen import build_listening_page
+        from .evaluate import evaluate
+        say("evaluating every checkpoint on the test set")
+        result = evaluate(data / "test", runs=args.runs, out=args.out, jobs=args.jobs, force=args.force)
+        failed += [f"evaluation: {m}" for m in result.get("failed", [])]
+        page = build_listening_page(Path(args.out) / "results.csv", data / "test", args.out, runs_dir=args.runs)
+    except SepbenchError as exc:
+        say(f"error: {exc}")
+        return 2
+    md = Path(args.out) / "LEADERBOARD.md"  # evaluate() has printed its main table above
+    say(f"leaderboard: {md}  listening page: {page}  per-clip scores: {Path(args.out) / 'results.csv'}")
+    if failed:
+        say(f"FAILED: {', '.join(failed)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

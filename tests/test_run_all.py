@@ -1,0 +1,78 @@
+"""The one command, end to end on generated data: everything is produced, a second run redoes
+nothing, a killed training is resumed, a failing recipe does not stop the others."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = "conv_tasnet,lstm_mask"
+
+
+def run_all(data, tmp, *extra):
+    cmd = [str(ROOT / "run_all.sh"), "--data", str(data), "--profile", "smoke", "--recipes", RECIPES,
+           "--runs", str(tmp / "runs"), "--out", str(tmp / "lb"), "--jobs", "1", *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp)
+
+
+def mtimes(folder):
+    return {p: p.stat().st_mtime_ns for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_end_to_end_then_nothing_redone(tiny_data, tmp_path):
+    first = run_all(tiny_data, tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    lb = tmp_path / "lb"
+    for name in ("results.csv", "summary.csv", "LEADERBOARD.md", "si_sdri_by_snr.png", "listen/index.html"):
+        assert (lb / name).is_file(), name
+    board = (lb / "LEADERBOARD.md").read_text()
+    assert "conv_tasnet" in board and "lstm_mask" in board and "oracle_irm" in board
+    assert "conv_tasnet" in first.stdout  # the table is printed at the end
+    runs_before, cache_before = mtimes(tmp_path / "runs"), mtimes(lb / "cache")
+
+    second = run_all(tiny_data, tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "already trained" in second.stderr
+    assert mtimes(tmp_path / "runs") == runs_before, "a finished training was redone"
+    assert mtimes(lb / "cache") == cache_before, "a cached evaluation was redone"
+
+
+@pytest.mark.slow
+def test_killed_training_is_resumed_by_run_all(tiny_data, tmp_path):
+    # The same command run_all issues, killed with SIGKILL after its first finished epoch.
+    cmd = [sys.executable, "-m", "benchmark.cli", "train", "lstm_mask", "--data", str(tiny_data),
+           "--profile", "smoke", "--out", str(tmp_path / "runs")]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = tmp_path / "runs" / "lstm_mask" / "smoke"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (run / "last.ckpt").exists():
+        assert proc.poll() is None, "training ended before it could be killed"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    card = json.loads((run / "card.json").read_text())
+    assert card["status"] == "running"
+    done = run_all(tiny_data, tmp_path, "--recipes", "lstm_mask")
+    assert done.returncode == 0, done.stderr[-3000:]
+    epochs = [int(line.split(",")[0]) for line in (run / "log.csv").read_text().splitlines()[1:]]
+    assert epochs.count(0) == 1 and epochs[-1] == 2, f"not resumed: epochs {epochs}"
+    assert json.loads((run / "card.json").read_text())["status"] == "complete"
+
+
+@pytest.mark.slow
+def test_a_failing_recipe_is_reported_and_the_others_still_run(tiny_data, tmp_path):
+    # A run folder holding an unfinished run with another config makes that training refuse.
+    bad = tmp_path / "runs" / "lstm_mask" / "smoke"
+    bad.mkdir(parents=True)
+    (bad / "last.ckpt").write_bytes(b"not a checkpoint")
+    (bad / "config.yaml").write_text("seed: 12345\n")
+    done = run_all(tiny_data, tmp_path)
+    assert done.returncode == 1
+    assert "FAILED: lstm_mask" in done.stderr
+    assert "conv_tasnet" in (tmp_path / "lb" / "LEADERBOARD.md").read_text()
