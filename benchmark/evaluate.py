@@ -108,6 +108,7 @@ _LOADED: dict[tuple[str, str], torch.nn.Module] = {}
 
 def _model(spec: tuple[str, str], device: str) -> torch.nn.Module:
     if spec not in _LOADED:
+        _LOADED.clear()  # models are scored one after another: hold only the current one
         _LOADED[spec] = load_model(spec[1])[0].to(device)
     return _LOADED[spec]
 
@@ -170,19 +171,28 @@ def _thread_env(threads: int):
                 os.environ.pop(n, None)
 
 
+def _ready(_) -> int:
+    import fast_bss_eval, pesq, pystoi, scipy.signal  # noqa: F401,E401  (metrics import these lazily)
+    return os.getpid()
+
+
 class _Runner:
     """Maps tasks in-process (jobs=1) or over a lazily started spawn pool: spawn, because a
     forked torch/OpenMP or CUDA state is unsafe in the child."""
 
-    def __init__(self, jobs: int):
-        self.jobs, self.pool = jobs, None
+    def __init__(self, jobs: int, log):
+        self.jobs, self.pool, self.log = jobs, None, log
 
     def map(self, tasks):
         if self.jobs <= 1 or len(tasks) <= 1:
             return map(_run_task, tasks)
         if self.pool is None:
+            start = time.perf_counter()
             with _thread_env(max(1, (os.cpu_count() or 1) // self.jobs)):
                 self.pool = multiprocessing.get_context("spawn").Pool(self.jobs)
+            # Wait for the workers' imports here, so the first model's clips/s is not charged for them.
+            self.pool.map(_ready, range(self.jobs), chunksize=1)
+            self.log(f"started {self.jobs} worker processes in {time.perf_counter() - start:.1f} s")
         return self.pool.imap_unordered(_run_task, tasks)
 
     def close(self):
@@ -229,6 +239,8 @@ def evaluate(data, runs="runs", out="leaderboard", jobs: int | None = None, forc
     data, clips = _test_clips(Path(data))
     runs, out = Path(runs), Path(out)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SepbenchError("--device cuda: no CUDA device is available here (use --device auto or cpu)")
     sr = FolderDataset(clips).sample_rate  # also checks that every clip's files agree
     data_hash, commit = content_hash(clips), git_commit()
     entries, failed = discover(runs, log)
@@ -239,7 +251,7 @@ def evaluate(data, runs="runs", out="leaderboard", jobs: int | None = None, forc
     if not entries:
         raise SepbenchError(f"nothing to evaluate: no finished runs under {runs} and references are off")
     cache, tail = out / "cache", f"{data_hash}__{BENCHMARK_VERSION}.csv"
-    runner, inputs, frames = _Runner(max(1, jobs or os.cpu_count() or 1)), None, []
+    runner, inputs, frames = _Runner(max(1, jobs or os.cpu_count() or 1), log), None, []
     counts = {"evaluated": 0, "cached": 0}
     try:
         for entry in entries:

@@ -160,11 +160,15 @@ def test_unfinished_runs_are_skipped_with_a_note(first, tmp_path, tiny_data, cap
     assert "lstm_mask" in models and "conv_tasnet" not in models
 
 
-def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
+def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, capsys, write_clip, tone_and_noise):
     rc = cli.main(["evaluate", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "sepbench evaluate: error:" in err and "missing" in err
     assert not (tmp_path / "out").exists()
+    if not torch.cuda.is_available():
+        write_clip(tmp_path / "one" / "0001", *tone_and_noise(8000))
+        rc = cli.main(["evaluate", "--data", str(tmp_path / "one"), "--device", "cuda", "--out", str(tmp_path / "out")])
+        assert rc == 2 and "no CUDA device" in capsys.readouterr().err
 
 
 def test_an_interrupted_run_leaves_the_previous_leaderboard(first, tmp_path, tiny_data, monkeypatch):
