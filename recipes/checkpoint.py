@@ -62,9 +62,11 @@ def read_checkpoint(path) -> dict:
         raise SepbenchError(f"{path}: checkpoint file not found")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise SepbenchError(f"{path}: refused: the file holds objects other than tensors and plain data "
-                            "(not a sepbench checkpoint, or tampered with); it was not loaded") from None
+    except pickle.UnpicklingError as exc:
+        if "GLOBAL" in str(exc):  # the safe unpickler met a class or callable it will not run
+            raise SepbenchError(f"{path}: refused: the file holds objects other than tensors and plain data "
+                                "(not a sepbench checkpoint, or tampered with); it was not loaded") from None
+        raise SepbenchError(f"{path}: not a readable checkpoint (corrupt or not a torch file)") from None
     except Exception as exc:
         raise SepbenchError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
@@ -83,7 +85,7 @@ def load_model(path) -> tuple[torch.nn.Module, dict]:
     payload = read_checkpoint(path)
     recipe = get(payload["recipe"])
     try:
-        model = recipe.build(**payload["model_args"])
+        model = recipe.build(**{"sample_rate": payload["sample_rate"], **payload["model_args"]})
         model.load_state_dict(payload.pop("state_dict"))
     except (TypeError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0]
