@@ -81,7 +81,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 def test_kill_9_then_rerun_resumes(tiny_data, tmp_path):
     """A training killed with SIGKILL continues from last.ckpt when the same command is re-run."""
     cmd = [sys.executable, "-m", "benchmark.cli", "train", "lstm_mask", "--data", str(tiny_data),
-           "--profile", "smoke", "--out", str(tmp_path), "trainer.max_epochs=40"]
+           "--profile", "smoke", "--out", str(tmp_path), "trainer.max_epochs=8"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=os.getcwd())
     log = tmp_path / "lstm_mask" / "smoke" / "log.csv"
     deadline = time.time() + 120
@@ -92,11 +92,11 @@ def test_kill_9_then_rerun_resumes(tiny_data, tmp_path):
     proc.wait()
     assert log.exists(), "training did not start"
     done_before = len(log.read_text().splitlines()) - 1
-    assert done_before < 40
-    result = train("lstm_mask", tiny_data, "smoke", out=tmp_path, overrides=["trainer.max_epochs=40"], progress=False)
+    assert done_before < 8
+    result = train("lstm_mask", tiny_data, "smoke", out=tmp_path, overrides=["trainer.max_epochs=8"], progress=False)
     epochs = [int(line.split(",")[0]) for line in log.read_text().splitlines()[1:]]
     # Epochs continue after the last checkpoint instead of restarting from 0.
     assert epochs.count(0) == 1
     assert epochs[done_before] >= done_before - 1
     assert result["card"]["status"] == "complete"
-    assert result["card"]["epochs"] == 40 or result["card"]["stop_reason"] == "early stopping"
+    assert result["card"]["epochs"] == 8 or result["card"]["stop_reason"] == "early stopping"
