@@ -55,3 +55,9 @@ def names() -> list[str]:
 from . import conv_tasnet  # noqa: E402,F401
 from . import lstm_mask  # noqa: E402,F401
 from . import spec_unet  # noqa: E402,F401
+from . import lstm_tasnet  # noqa: E402,F401
+from . import dprnn  # noqa: E402,F401
+from . import dcunet  # noqa: E402,F401
+from . import dccrnet  # noqa: E402,F401
+from . import wave_unet  # noqa: E402,F401
+from . import deep_clustering  # noqa: E402,F401
