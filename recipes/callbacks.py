@@ -63,7 +63,8 @@ class BestExport(pl.Callback):
             return
         self.best, self.best_epoch, self.best_sisdri = loss, trainer.current_epoch, _metric(trainer, "val_sisdri")
         if trainer.is_global_zero:
-            save_model(self.path, pl_module.model, self.recipe, self.model_args, self.sample_rate,
+            model = getattr(pl_module.model, "_orig_mod", pl_module.model)  # unwrap torch.compile
+            save_model(self.path, model, self.recipe, self.model_args, self.sample_rate,
                        epoch=self.best_epoch, val_loss=loss, val_sisdri=self.best_sisdri, **self.meta)
 
     def state_dict(self) -> dict:
