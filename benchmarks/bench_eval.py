@@ -14,14 +14,18 @@ Side "asteroid": one process, the model loaded once, then per clip model(mix) an
 asteroid.metrics.get_metrics(mix, sources, est, metrics_list=[si_sdr, sdr, sir, sar, stoi, pesq],
 average=False) as Asteroid's recipes' eval.py does (without its PIT reordering: the models here
 have a fixed output order), metric errors ignored (PESQ on the noise fails on some clips).
-Runs alternate. Values are compared clip by clip; get_metrics' SDR takes the best source order,
-so SDR is compared only on clips whose best order is the given one.
+Runs alternate. Also printed: sepbench's phases from its own log (worker start-up, mixture
+baseline, model rows), since a leaderboard of many checkpoints pays the first two once, and both
+sides without the separation (the same model on both sides). Values are compared clip by clip;
+get_metrics' SDR takes the best source order, so SDR is compared only on clips whose best order
+is the given one.
 """
 from __future__ import annotations
 
 import contextlib
 import io
 import math
+import re
 import shutil
 import tempfile
 import time
@@ -38,16 +42,19 @@ PAIRS = {"voice_sisdr": ("si_sdr", 0), "noise_sisdr": ("si_sdr", 1), "voice_sdr"
          "input_voice_pesq_nb": ("input_pesq", 0), "input_voice_stoi": ("input_stoi", 0)}
 
 
-def sepbench_side(test: Path, runs: Path, out: Path, jobs: int | None, log: list) -> tuple[float, Path]:
+def sepbench_side(test: Path, runs: Path, out: Path, jobs: int | None, log: list) -> dict:
+    from benchmark.aggregate import read_results
     from benchmark.evaluate import evaluate
 
     shutil.rmtree(out, ignore_errors=True)
     t = time.perf_counter()
     evaluate(test, runs, out, jobs=jobs, force=True, with_references=False, device="cpu", log=log.append)
-    return time.perf_counter() - t, out / "results.csv"
+    wall = time.perf_counter() - t
+    # The model's own time per clip is in the results; summed over workers when jobs > 1.
+    return {"wall": wall, "sep": float(read_results(out / "results.csv")["sep_seconds"].sum())}
 
 
-def asteroid_side(test: Path, ckpt: Path, keep: dict) -> float:
+def asteroid_side(test: Path, ckpt: Path, keep: dict) -> dict:
     import torch
     from asteroid.metrics import get_metrics
 
@@ -57,11 +64,13 @@ def asteroid_side(test: Path, ckpt: Path, keep: dict) -> float:
     t = time.perf_counter()
     model, payload = load_model(ckpt)
     dataset = FolderDataset(load_split(test))
-    rows = {}
+    rows, sep = {}, 0.0
     for i in range(len(dataset)):
         mix, sources, meta = dataset[i]
+        t_sep = time.perf_counter()
         with torch.no_grad():
             est = model(mix[None])[0]
+        sep += time.perf_counter() - t_sep
         # Failures print a stack trace each (asteroid's own choice); kept off the report.
         with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
             warnings.simplefilter("ignore")
@@ -69,7 +78,19 @@ def asteroid_side(test: Path, ckpt: Path, keep: dict) -> float:
                                            metrics_list=METRICS, average=False, ignore_metrics_errors=True)
         keep.setdefault("est", {})[meta["id"]] = (sources.numpy(), est.numpy())
     keep["rows"] = rows
-    return time.perf_counter() - t
+    return {"wall": time.perf_counter() - t, "sep": sep}
+
+
+def log_parts(lines: list[str]) -> dict[str, list[float]]:
+    """Seconds of evaluate's own phases, from its log: worker start-up, the mixture baseline
+    (cached per data set: paid once, not per model) and the model's rows."""
+    parts: dict[str, list[float]] = {"workers": [], "baseline": [], "model": []}
+    for line in lines:
+        m = re.search(r"started \d+ worker processes in ([\d.]+) s", line) or re.search(r"clips in ([\d.]+) s", line)
+        if m:
+            key = "workers" if line.startswith("started") else "baseline" if "baseline" in line else "model"
+            parts[key].append(float(m.group(1)))
+    return parts
 
 
 def compare(results: Path, keep: dict) -> dict:
@@ -140,16 +161,22 @@ def main(argv=None) -> int:
         test, default_jobs = data / "test", os.cpu_count()
         logs: dict[str, list] = {"default": [], "1": []}
         keep: dict = {}
-        walls = common.interleave({
+        timed = common.interleave({
             "asteroid": lambda: asteroid_side(test, ckpt, keep),
-            "sepbench_jobs_default": lambda: sepbench_side(test, runs, tmp / "lb_default", None, logs["default"])[0],
-            "sepbench_jobs_1": lambda: sepbench_side(test, runs, tmp / "lb_1", 1, logs["1"])[0],
+            "sepbench_jobs_default": lambda: sepbench_side(test, runs, tmp / "lb_default", None, logs["default"]),
+            "sepbench_jobs_1": lambda: sepbench_side(test, runs, tmp / "lb_1", 1, logs["1"]),
         }, args.repeats)
         diffs = compare(tmp / "lb_1" / "results.csv", keep)
         default_vs_1 = compare(tmp / "lb_default" / "results.csv", keep)  # worker processes score the same
     n = args.n_test
+    walls = {k: [r["wall"] for r in v] for k, v in timed.items()}
     med = {k: common.median(v) for k, v in walls.items()}
     cps = {k: n / v for k, v in med.items()}
+    # The separation is the same model on both sides; without it, what is left is scoring
+    # (and I/O, and sepbench's report). Single-process sides only: with workers the model
+    # times overlap.
+    rest = {k: common.median([r["wall"] - r["sep"] for r in timed[k]]) for k in ("asteroid", "sepbench_jobs_1")}
+    sep = {k: common.median([r["sep"] for r in v]) for k, v in timed.items()}
     print(f"checkpoint: {what}; {n} test clips of {args.seconds:g} s at 8 kHz; {args.repeats} alternating runs per side")
     rows = [["asteroid get_metrics loop (1 process)", 1, med["asteroid"], cps["asteroid"], 1.0],
             [f"sepbench evaluate --jobs default ({default_jobs})", default_jobs, med["sepbench_jobs_default"],
@@ -157,9 +184,17 @@ def main(argv=None) -> int:
             ["sepbench evaluate --jobs 1", 1, med["sepbench_jobs_1"], cps["sepbench_jobs_1"],
              cps["sepbench_jobs_1"] / cps["asteroid"]]]
     print(common.table(["side", "processes", "wall s (median)", "clips/s", "speed-up vs asteroid"], rows))
-    print("\nsepbench's own log of its last runs (per-model line excludes the mixture baseline and the report):")
-    for key in logs:
-        print("  " + " | ".join(line.strip() for line in logs[key][-8:] if "clips in" in line))
+    phases = {k: {p: common.median(v) for p, v in log_parts(logs[k]).items()} for k in logs}
+    per_model = {k: n / phases[k]["model"] for k in logs}
+    print(f"\nsepbench's phases (medians from its log): jobs default: worker start {phases['default']['workers']:.1f} s, "
+          f"mixture baseline {phases['default']['baseline']:.1f} s, model rows {phases['default']['model']:.1f} s; "
+          f"jobs 1: baseline {phases['1']['baseline']:.1f} s, model rows {phases['1']['model']:.1f} s.")
+    print(f"every further checkpoint (baseline cached, workers running): {per_model['default']:.2f} clips/s = "
+          f"{per_model['default'] / cps['asteroid']:.2f}x asteroid with jobs default, {per_model['1']:.2f} clips/s = "
+          f"{per_model['1'] / cps['asteroid']:.2f}x with jobs 1")
+    print(f"without the separation (same model both sides; model time asteroid {sep['asteroid']:.1f} s, "
+          f"sepbench jobs 1 {sep['sepbench_jobs_1']:.1f} s): asteroid {rest['asteroid']:.1f} s, sepbench jobs 1 "
+          f"{rest['sepbench_jobs_1']:.1f} s -> scoring speed-up {rest['asteroid'] / rest['sepbench_jobs_1']:.2f}x in one process")
     print("\nmax |sepbench - get_metrics| over clips (jobs 1 run; jobs default run in brackets)")
     print(common.table(["sepbench column", "get_metrics value", "clips compared", "max abs diff", "(jobs default)",
                         "get_metrics failed"],
@@ -171,6 +206,10 @@ def main(argv=None) -> int:
           f"{diffs['get_metrics_pesq_failures']}")
     report.figures = {"checkpoint": what, "n_clips": n, "clip_s": args.seconds, "repeats": args.repeats,
                       "default_jobs": default_jobs, "wall_s": walls, "wall_s_median": med, "clips_per_s": cps,
+                      "separation_s_median": sep, "wall_minus_separation_s_median": rest,
+                      "scoring_speedup_jobs_1": rest["asteroid"] / rest["sepbench_jobs_1"], "sepbench_phases_s": phases,
+                      "further_model_clips_per_s": per_model,
+                      "further_model_speedup": {k: v / cps["asteroid"] for k, v in per_model.items()},
                       "speedup_jobs_default": cps["sepbench_jobs_default"] / cps["asteroid"],
                       "speedup_jobs_1": cps["sepbench_jobs_1"] / cps["asteroid"], "diffs": diffs,
                       "diffs_jobs_default": default_vs_1, "sepbench_log": logs}

@@ -68,10 +68,11 @@ class Report:
     def finish(self) -> dict:
         m = self.machine
         m["load_end"] = _load()
-        busy = max(m["load_start"][0], m["load_end"][0]) > 0.75 * (m["cores"] or 1)
+        # Judged at the start: the end's figure also counts this benchmark's own processes.
+        busy = m["load_start"][0] > 0.5 * (m["cores"] or 1)
         m["load_high"] = busy
-        print(f"load average (1/5/15 min) at end: {m['load_end']}"
-              + ("  -> HIGH: other jobs shared these cores; absolute times are inflated, "
+        print(f"load average (1/5/15 min) at end: {m['load_end']} (includes this benchmark)"
+              + ("  -> HIGH at start: other jobs shared these cores; absolute times are inflated, "
                  "ratios of interleaved runs less so" if busy else ""))
         result = {"benchmark": self.name, "quick": bool(self.args.quick), "machine": m, **self.figures}
         if self.args.out:

@@ -51,6 +51,8 @@ def test_benchmark_scripts_run_quick(tmp_path):
     ev = figs["bench_eval"]
     assert set(ev["clips_per_s"]) == {"asteroid", "sepbench_jobs_default", "sepbench_jobs_1"}
     assert all(v > 0 for v in ev["clips_per_s"].values())
+    assert all(v > 0 for v in ev["further_model_clips_per_s"].values())
+    assert ev["sepbench_phases_s"]["default"]["workers"] > 0  # the pool was really used
     # The two implementations must agree on the same estimates (float32 vs float64 aside).
     for column, d in {**ev["diffs"], **{f"{k} (jobs default)": v for k, v in ev["diffs_jobs_default"].items()
                                           if isinstance(v, dict)}}.items():
