@@ -135,6 +135,7 @@ def train(recipe: str, data: str | Path, profile: str = "cpu", out: str | Path =
             num_nodes=t["num_nodes"], strategy=strategy, precision=t["precision"],
             gradient_clip_val=cfg["optim"]["grad_clip"], callbacks=callbacks, num_sanity_val_steps=0,
             logger=CSVLogger(run_dir, name="lightning_logs"), enable_progress_bar=interactive,
+            default_root_dir=run_dir,  # SLURM's SIGUSR1 hpc_ckpt lands in the run, not the submit dir
             use_distributed_sampler=False,  # GlobalBatchSampler shards by rank itself
             enable_model_summary=False, deterministic=False)
     except Exception as exc:  # Lightning raises MisconfigurationException for e.g. a missing GPU
