@@ -15,10 +15,12 @@
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
-from recipes.stft_masking import make_stft, stft_sizes
+from recipes.stft_masking import make_stft, pad_to_hops, stft_sizes
 
 from .metrics import mixture_gains
 
@@ -40,8 +42,7 @@ class _STFT:
     @torch.no_grad()
     def forward(self, x: np.ndarray) -> torch.Tensor:
         """[C, T] -> complex [C, F, frames] (asteroid stacks real then imaginary halves)."""
-        extra = (-(x.shape[-1] - self.hop)) % self.hop  # a whole number of hops, as in the model
-        t = torch.nn.functional.pad(torch.from_numpy(np.asarray(x, np.float64)), (0, extra))
+        t = pad_to_hops(torch.from_numpy(np.asarray(x, np.float64)), self.hop)
         spec = self.enc(t[:, None])
         half = spec.shape[-2] // 2
         return torch.complex(spec[..., :half, :], spec[..., half:, :])
@@ -52,13 +53,9 @@ class _STFT:
         return self.dec(stacked)[:, 0, :length].numpy()
 
 
-_STFT_CACHE: dict[int, _STFT] = {}
-
-
+@functools.lru_cache(maxsize=None)
 def _stft(sample_rate: int) -> _STFT:
-    if sample_rate not in _STFT_CACHE:
-        _STFT_CACHE[sample_rate] = _STFT(sample_rate)
-    return _STFT_CACHE[sample_rate]
+    return _STFT(sample_rate)
 
 
 def _masks(name: str, v: np.ndarray, n: np.ndarray) -> np.ndarray:

@@ -21,13 +21,16 @@ def read_audio(path: str | Path, downmix: bool = False) -> tuple[np.ndarray, int
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises several types for unreadable/truncated files
         raise SepbenchError(f"{path}: cannot read audio ({_short(exc)})") from None
+    return to_mono(data, path, downmix), int(sr)
+
+
+def to_mono(data: np.ndarray, path: str | Path, downmix: bool) -> np.ndarray:
+    """[frames, channels] -> [frames]; several channels are an error unless `downmix` (mean)."""
     if data.shape[1] > 1:
         if not downmix:
-            raise SepbenchError(
-                f"{path}: has {data.shape[1]} channels; sepbench needs mono (use the downmix option)"
-            )
-        data = data.mean(axis=1, keepdims=True)
-    return np.ascontiguousarray(data[:, 0]), int(sr)
+            raise SepbenchError(f"{path}: has {data.shape[1]} channels; sepbench needs mono (use the downmix option)")
+        return np.ascontiguousarray(data.mean(axis=1))
+    return np.ascontiguousarray(data[:, 0])
 
 
 def audio_info(path: str | Path) -> sf._SoundFileInfo:

@@ -16,7 +16,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from .audio import AUDIO_SUFFIXES, audio_info, read_audio
+from .audio import AUDIO_SUFFIXES, audio_info, to_mono
 from .errors import SepbenchError
 
 SOURCES = ("voice", "noise")
@@ -205,11 +205,7 @@ class FolderDataset(torch.utils.data.Dataset):
 
     def _read(self, path: Path, start: int, stop: int) -> np.ndarray:
         data, _ = sf.read(str(path), start=start, stop=stop, dtype="float32", always_2d=True)
-        if data.shape[1] > 1:
-            if not self.downmix:
-                raise SepbenchError(f"{path}: has {data.shape[1]} channels; sepbench needs mono (use the downmix option)")
-            data = data.mean(axis=1, keepdims=True)
-        return data[:, 0]
+        return to_mono(data, path, self.downmix)
 
     def __getitem__(self, index: int):
         clip, n = self.clips[index], self.lengths[index]

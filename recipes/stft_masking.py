@@ -22,6 +22,11 @@ def stft_sizes(sample_rate: int, win_ms: float, hop_ms: float) -> tuple[int, int
     return n_fft, n_fft >> max(1, round(math.log2(ratio)))
 
 
+def pad_to_hops(x: torch.Tensor, hop: int) -> torch.Tensor:
+    """Right-pad to a whole number of hops: otherwise make_stft's decoder drops the last samples."""
+    return torch.nn.functional.pad(x, (0, (-(x.shape[-1] - hop)) % hop))
+
+
 def make_stft(sample_rate: int, win_ms: float, hop_ms: float) -> tuple[Encoder, Decoder]:
     """STFT pair with sqrt-Hann analysis and its perfect-synthesis window; padding of one window
     minus a hop on both sides so every output sample is covered by full overlap."""
@@ -48,9 +53,7 @@ class STFTMaskModel(BaseEncoderMaskerDecoder):
         return self.encoder.n_feats_out // 2
 
     def forward_encoder(self, wav: torch.Tensor) -> torch.Tensor:
-        # Right-pad to a whole number of hops: otherwise the decoder drops the last samples.
-        extra = (-(wav.shape[-1] - self.hop)) % self.hop
-        return super().forward_encoder(torch.nn.functional.pad(wav, (0, extra)))
+        return super().forward_encoder(pad_to_hops(wav, self.hop))
 
     def forward_masker(self, tf_rep: torch.Tensor) -> torch.Tensor:
         return self.masker(mag(tf_rep))
