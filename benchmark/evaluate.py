@@ -30,14 +30,11 @@ from recipes.data import FOLDER_RE, FolderDataset, content_hash, load_split
 from recipes.errors import SepbenchError
 
 from . import __version__, aggregate, metrics, references
-from .separate import separate
+from .separate import separate_clip
 
 HELP = "score every trained checkpoint on a test set and write the leaderboard"
 SCORING_VERSION = 1  # bump when scores change meaning: it invalidates every cache entry
 BENCHMARK_VERSION = f"{__version__}+s{SCORING_VERSION}"
-# Whole clips up to a minute (models with global context see all of it); longer clips in 30 s
-# chunks with 2 s of context per side, cross-faded over 0.5 s, so memory stays bounded.
-LONG_CLIP_S, CHUNK_S, CONTEXT_S, FADE_S = 60.0, 30.0, 2.0, 0.5
 
 
 @dataclass(frozen=True)
@@ -116,9 +113,7 @@ def _model(spec: tuple[str, str], device: str) -> torch.nn.Module:
 def _estimate(spec, mix: np.ndarray, sources: np.ndarray, sr: int, device: str) -> np.ndarray:
     if spec[0] == "reference":
         return references.estimate(spec[1], mix, sources, sr)
-    chunk = dict(chunk=int(CHUNK_S * sr), context=int(CONTEXT_S * sr), fade=int(FADE_S * sr)) \
-        if len(mix) > LONG_CLIP_S * sr else {}
-    return separate(_model(spec, device), mix, device=device, **chunk)
+    return separate_clip(_model(spec, device), mix, sr, device=device)
 
 
 def _score(spec, mix, sources, sr, inputs: dict, device: str) -> dict:

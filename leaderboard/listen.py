@@ -112,19 +112,13 @@ def _separator(column: _Column, sample_rate: int):
     from benchmark import references
     if column.checkpoint is None:
         return lambda mix, sources: references.estimate(ORACLE, mix, sources, sample_rate)
-    from benchmark.evaluate import CHUNK_S, CONTEXT_S, FADE_S, LONG_CLIP_S
-    from benchmark.separate import separate
+    from benchmark.separate import separate_clip
     from recipes.checkpoint import load_model
     model, payload = load_model(column.checkpoint)
     if payload["sample_rate"] != sample_rate:
         raise SepbenchError(f"trained at {payload['sample_rate']} Hz, the test set is {sample_rate} Hz")
 
-    def run(mix, sources):  # chunked exactly as evaluate scores long clips
-        long = len(mix) > LONG_CLIP_S * sample_rate
-        chunk = dict(chunk=int(CHUNK_S * sample_rate), context=int(CONTEXT_S * sample_rate),
-                     fade=int(FADE_S * sample_rate)) if long else {}
-        return separate(model, mix, **chunk)
-    return run
+    return lambda mix, sources: separate_clip(model, mix, sample_rate)  # as evaluate scored it
 
 
 def match_loudness(estimate: np.ndarray, reference: np.ndarray, sample_rate: int) -> np.ndarray:
