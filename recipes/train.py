@@ -31,8 +31,28 @@ _RESUMABLE_KEYS = {("trainer", "max_minutes"), ("trainer", "max_epochs"), ("data
                    ("trainer", "devices"), ("trainer", "num_nodes"), ("trainer", "strategy")}
 
 
+def _global_batch(cfg: dict):
+    devices = cfg["trainer"]["devices"]
+    if isinstance(devices, (list, tuple)):
+        devices = len(devices)
+    if not isinstance(devices, int) or devices < 1:
+        return None  # "auto"/-1: the count is only known inside Lightning
+    return cfg["optim"]["batch_size"] * devices * cfg["trainer"]["num_nodes"]
+
+
 def _config_diff(old: dict, new: dict, prefix=()) -> list[str]:
+    """Differences that make `new` another experiment than `old`. The per-device batch size may
+    change with the device count as long as the global batch stays: that is the same training
+    (recipes/sampling.py), which is how a run resumes on a different number of GPUs."""
     diffs = []
+    if not prefix and None not in (_global_batch(old), _global_batch(new)):
+        before, after = _global_batch(old), _global_batch(new)
+        if before != after:
+            per_device = before * new["optim"]["batch_size"] // after
+            hint = (f" (optim.batch_size={per_device} keeps it)" if before % (after // new["optim"]["batch_size"]) == 0
+                    else "")
+            diffs.append(f"global batch (optim.batch_size x devices x num_nodes): {before} -> {after}{hint}")
+        old = {**old, "optim": {**old["optim"], "batch_size": new["optim"]["batch_size"]}}
     for key in sorted(set(old) | set(new)):
         path = prefix + (key,)
         a, b = old.get(key), new.get(key)
