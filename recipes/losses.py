@@ -10,7 +10,10 @@ from .stft_masking import stft_sizes
 
 
 def si_sdr(est: torch.Tensor, ref: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Scale-invariant SDR in dB over the last axis (zero-mean signals)."""
+    """Scale-invariant SDR in dB over the last axis (zero-mean signals). Always in float32: under
+    bf16/fp16 autocast the model's output is half precision, whose 8-bit mantissa makes energy sums
+    over thousands of samples, and so the loss and its gradient, far too coarse."""
+    est, ref = est.float(), ref.float()
     est = est - est.mean(dim=-1, keepdim=True)
     ref = ref - ref.mean(dim=-1, keepdim=True)
     alpha = (est * ref).sum(-1, keepdim=True) / (ref.pow(2).sum(-1, keepdim=True) + eps)
@@ -45,6 +48,7 @@ class SpecL1(nn.Module):
                           return_complex=True).abs().view(*x.shape[:-1], -1, x.shape[-1] // self.hop + 1)
 
     def forward(self, est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        est, ref = est.float(), ref.float()  # float32 under autocast too (see si_sdr)
         err = (self._mag(est) - self._mag(ref)).abs().mean(dim=(-2, -1))
         return ((err[:, 0] + self.noise_weight * err[:, 1]) / (1 + self.noise_weight)).mean()
 

@@ -38,6 +38,31 @@ def test_si_sdr_matches_hand_computation():
     assert torch.isclose(si_sdr(est, ref), 10 * torch.log10(torch.tensor(16.0)), atol=1e-4)
 
 
+def test_losses_are_computed_in_float32_under_mixed_precision():
+    """A bf16 model output (autocast) must not make the loss coarse: the mean removal alone, done
+    in bf16, moves a 40 dB SI-SDR by ~0.2 dB."""
+    torch.manual_seed(0)
+    ref = torch.randn(4, 16000) + 0.3
+    est = (ref + 0.01 * torch.randn_like(ref)).bfloat16()
+    exact = si_sdr(est.double(), ref.double())
+    assert si_sdr(est, ref).dtype == torch.float32
+    assert (si_sdr(est, ref).double() - exact).abs().max() < 1e-3
+    sources = torch.stack([ref, ref.flip(-1)], 1)
+    loss_bf16 = SpecL1(8000, 64, 16)(sources.bfloat16(), sources)
+    assert loss_bf16.dtype == torch.float32
+    assert torch.isclose(loss_bf16, SpecL1(8000, 64, 16)(sources.bfloat16().float(), sources), atol=1e-6)
+
+
+def test_bf16_mixed_training_runs_and_exports_float32(tiny_data, tmp_path):
+    """--precision bf16-mixed, the GPU setting, exercised on the CPU (same autocast path)."""
+    result = train("conv_tasnet", tiny_data, "smoke", out=tmp_path, overrides=["trainer.precision=bf16-mixed"],
+                   progress=False)
+    payload = torch.load(result["best"], weights_only=True)
+    assert {v.dtype for v in payload["state_dict"].values() if v.is_floating_point()} == {torch.float32}
+    losses = [float(line.split(",")[3]) for line in (result["run_dir"] / "log.csv").read_text().splitlines()[1:]]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+
+
 def test_config_layers_and_unknown_keys():
     cfg = config.resolve("conv_tasnet", "smoke", ["optim.lr=3e-4", "model.n_blocks=3"])
     assert cfg["optim"]["lr"] == 3e-4 and cfg["model"]["n_blocks"] == 3
