@@ -74,7 +74,17 @@ def resolve(recipe: str, profile: str, overrides: list[str] | tuple = ()) -> dic
     for text in overrides:
         cfg = _merge(cfg, parse_override(text), f"override {text!r}")
     cfg["recipe"], cfg["profile"] = recipe, profile
+    _check(cfg)
     return cfg
+
+
+def _check(cfg: dict) -> None:
+    """Values Lightning would accept but that break a run later, deep inside a callback."""
+    for key, why in (("limit_val_batches", "the best checkpoint, early stopping and the LR schedule follow "
+                      "val_loss"), ("limit_train_batches", "nothing would be trained")):
+        value = cfg["trainer"][key]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+            raise SepbenchError(f"trainer.{key}={value!r}: must be a positive count or fraction, or null ({why})")
 
 
 def model_args(recipe: str, sample_rate: int, model_cfg: dict) -> dict:

@@ -78,6 +78,14 @@ def test_config_layers_and_unknown_keys():
     assert args["sample_rate"] == 16000 and args["n_blocks"] == 2 and args["kernel_ms"] == 2.0
 
 
+@pytest.mark.parametrize("override", ["trainer.limit_val_batches=0", "trainer.limit_train_batches=0",
+                                      "trainer.limit_val_batches=abc"])
+def test_settings_that_would_crash_inside_lightning_are_refused_up_front(override):
+    with pytest.raises(SepbenchError, match=override.replace(".", r"\.").split("=")[0]):
+        config.resolve("conv_tasnet", "smoke", [override])
+    assert config.resolve("conv_tasnet", "smoke", ["trainer.limit_val_batches=0.5"])["trainer"]["limit_val_batches"] == 0.5
+
+
 def test_stft_sizes_follow_the_sample_rate():
     from recipes.stft_masking import stft_sizes
     assert stft_sizes(8000, 32, 8) == (256, 64)
