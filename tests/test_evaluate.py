@@ -13,8 +13,10 @@ import torch
 
 import recipes
 from benchmark import aggregate, cli, references
+from benchmark import eval_workers
 from benchmark import evaluate as ev
 from recipes.checkpoint import save_model
+from recipes.data import FolderDataset, load_split
 
 TINY = {"conv_tasnet": dict(n_blocks=2, n_repeats=1, n_filters=32, bn_chan=16, hid_chan=32, skip_chan=16),
         "lstm_mask": dict(hidden=16, n_layers=1)}
@@ -105,7 +107,7 @@ def test_mixture_improvement_is_exactly_zero_and_the_oracle_beats_it(first):
 def test_second_call_is_a_cache_noop(first, tmp_path, tiny_data, monkeypatch):
     result, root, _ = first
     runs, out = copy_of(first, tmp_path)
-    monkeypatch.setattr(ev, "_run_task", lambda task: pytest.fail("a cached model was evaluated again"))
+    monkeypatch.setattr(eval_workers, "_run_task", lambda task: pytest.fail("a cached model was evaluated again"))
     again = ev.evaluate(tiny_data / "test", runs, out, jobs=1, device="cpu", log=lambda *_: None)
     assert again["evaluated"] == 0 and again["cached"] == N_MODELS
     for key in ("results", "summary", "leaderboard", "plot"):
@@ -128,6 +130,43 @@ def test_parallel_workers_give_the_serial_scores(first, tmp_path, tiny_data):
     assert par["evaluated"] == 2
     # Workers run torch with fewer threads: float32 sums in another order, so 1e-5, not exact.
     assert_same_scores(first[0]["results"], par["results"], tol=1e-5)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_batched_inference_gives_the_per_clip_scores(first, tmp_path, tiny_data, write_clip, tone_and_noise, jobs):
+    """--batch: the model runs on batches of equal-length clips in this process, workers score.
+    Clips of three lengths (one group larger than the batch) must give the per-clip rows."""
+    data = Path(shutil.copytree(tiny_data / "test", tmp_path / "test"))
+    for k, n in enumerate((6000, 6000, 12000)):
+        write_clip(data / f"{9001 + k}", *tone_and_noise(n, seed=k), snr=0)
+    runs, _ = copy_of(first, tmp_path)
+    kw = dict(jobs=jobs, device="cpu", with_references=False, log=lambda *_: None)
+    one = ev.evaluate(data, runs, tmp_path / "one", batch=1, **kw)
+    lengths = FolderDataset(load_split(data)).lengths
+    assert sorted(map(len, eval_workers.batches(lengths, 4, 8000))) == [1, 1, 2, 4, 4]
+    batched = ev.evaluate(data, runs, tmp_path / "batched", batch=4, **kw)
+    assert len(aggregate.read_results(batched["results"])) == 2 * 12
+    assert_same_scores(one["results"], batched["results"], tol=1e-4)
+    assert aggregate.read_results(batched["results"])["failure_reason"].eq("").all()
+
+
+def test_a_failing_batch_marks_its_clips_and_the_rest_is_scored(first, tmp_path, tiny_data, monkeypatch):
+    runs, _ = copy_of(first, tmp_path)
+    real = eval_workers.separate
+
+    def fail_on_big_batches(model, mixes, **kw):
+        if len(mixes) > 2:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real(model, mixes, **kw)
+
+    monkeypatch.setattr(eval_workers, "separate", fail_on_big_batches)
+    result = ev.evaluate(tiny_data / "test", runs, tmp_path / "fresh", jobs=1, device="cpu", batch=4,
+                         with_references=False, log=lambda *_: None)
+    df = aggregate.read_results(result["results"])
+    bad = df[df["failure_reason"] != ""]
+    assert len(bad) == 2 * 8 and bad["voice_sisdr"].isna().all()  # 9 clips: batches of 4, 4 and 1
+    assert bad["failure_reason"].str.contains("RuntimeError: CUDA out of memory.*batch of 4: try --batch 1").all()
+    assert df[df["failure_reason"] == ""]["voice_sisdr"].notna().sum() == 2
 
 
 def test_a_broken_checkpoint_is_one_line_and_the_others_continue(first, tmp_path, tiny_data, capsys):
@@ -184,7 +223,7 @@ def test_an_interrupted_run_leaves_the_previous_leaderboard(first, tmp_path, tin
     with pytest.raises(KeyboardInterrupt):
         ev.evaluate(tiny_data / "test", runs, out, jobs=1, device="cpu", log=lambda *_: None)
     monkeypatch.undo()
-    monkeypatch.setattr(ev, "_run_task", interrupt)
+    monkeypatch.setattr(eval_workers, "_run_task", interrupt)
     with pytest.raises(KeyboardInterrupt):
         ev.evaluate(tiny_data / "test", runs, out, jobs=1, force=True, device="cpu", log=lambda *_: None)
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before

@@ -1,0 +1,216 @@
+"""How `sepbench evaluate` computes one model's rows, in one of two ways:
+
+- per clip (`batch=1`, the CPU default): each worker process loads the model once and separates
+  and scores its share of the clips, one torch thread each;
+- batched (`batch>1`, the GPU default): this process runs the model on batches of equal-length
+  clips (on the GPU when there is one) while the worker processes score the estimates that
+  arrive; a bounded number wait, so memory stays flat on any test set.
+
+Batching is exact (every model treats batch items independently) but on the CPU it helps only
+some models (BiLSTMs ~2x, Conv-TasNet 0.7x: benchmarks/RESULTS.md), hence the defaults.
+References (mixture, oracles) are always scored per clip: they have no model to batch.
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import math
+import multiprocessing
+import os
+import time
+
+import numpy as np
+import torch
+
+from recipes.checkpoint import load_model
+from recipes.data import FolderDataset
+
+from . import metrics, references
+from .separate import LONG_CLIP_S, separate, separate_clip
+
+# A batch holds at most this many samples (160 s at 16 kHz), so long clips or high sample
+# rates shrink the batch instead of running out of memory.
+MAX_BATCH_SAMPLES = 16 * 10 * 16000
+
+# ---- worker side: runs in each process (or in-process with jobs=1) ----
+_LOADED: dict[tuple[str, str], torch.nn.Module] = {}
+
+
+def _model(spec: tuple[str, str], device: str) -> torch.nn.Module:
+    if spec not in _LOADED:
+        _LOADED.clear()  # models are scored one after another: hold only the current one
+        _LOADED[spec] = load_model(spec[1])[0].to(device)
+    return _LOADED[spec]
+
+
+def _reason(exc: Exception) -> str:
+    first = (str(exc).strip().splitlines() or [""])[0][:200]
+    return f"separation failed: {type(exc).__name__}: {first}"
+
+
+def _row(meta: dict, sr: int, inputs: dict, est: np.ndarray | None, sources, mix, seconds: float,
+         failure: str = "") -> dict:
+    """One results row: the clip's identity, its scores (or NaNs and the reason) and timing."""
+    if not failure and est.shape != sources.shape:
+        failure = f"separation failed: estimate has shape {tuple(est.shape)}, expected {tuple(sources.shape)}"
+    scored = (metrics.failed_row(sr, inputs, failure) if failure
+              else metrics.score_clip(est, sources, mix, sr, inputs))
+    seconds = math.nan if failure else seconds
+    duration = len(mix) / sr
+    return {"clip_id": meta["id"], "snr_label": meta["snr_label"], "snr_measured": inputs["snr_measured"],
+            "sample_rate": sr, "duration_s": duration, **scored, "sep_seconds": seconds,
+            "rtf": seconds / duration}
+
+
+def _run_task(task) -> tuple[list[dict], float]:
+    """Per-clip mode: separate (model or reference) and score a list of clips."""
+    spec, clips, inputs, device = task
+    start, rows = time.perf_counter(), []
+    dataset = FolderDataset(clips)
+    sr = dataset.sample_rate
+    for i in range(len(dataset)):
+        mix, sources, meta = dataset[i]
+        mix, sources = mix.numpy(), sources.numpy()
+        if spec[0] == "inputs":
+            rows.append({"clip_id": meta["id"], **metrics.input_scores(sources, mix, sr)})
+            continue
+        t0, est, failure = time.perf_counter(), None, ""
+        try:
+            est = (references.estimate(spec[1], mix, sources, sr) if spec[0] == "reference"
+                   else separate_clip(_model(spec, device), mix, sr, device=device))
+        except Exception as exc:  # one clip's failure is a row with its reason, not the end of the run
+            failure = _reason(exc)
+        rows.append(_row(meta, sr, inputs[meta["id"]], est, sources, mix, time.perf_counter() - t0, failure))
+    return rows, time.perf_counter() - start
+
+
+def _score_estimate(task) -> dict:
+    """Batched mode, worker side: score one estimate made in the main process."""
+    clip, sr, est, seconds, inputs, failure = task
+    mix, sources, meta = FolderDataset([clip])[0]
+    return _row(meta, sr, inputs, est, sources.numpy(), mix.numpy(), seconds, failure)
+
+
+@contextlib.contextmanager
+def _thread_env(threads: int):
+    """Spawned workers start with `threads` OpenMP/BLAS threads each (unless the user chose):
+    N workers x all-core thread pools oversubscribe the CPU, and spinning OpenMP threads then made
+    a tiny model 10-100x slower on a busy 2-core machine. Set through the environment the
+    children inherit at start, not torch.set_num_threads (which breaks torch-backed SDR solvers)."""
+    names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+    saved = {n: os.environ.get(n) for n in names}
+    os.environ.update({n: str(threads) for n in names if saved[n] is None})
+    try:
+        yield
+    finally:
+        for n, value in saved.items():
+            if value is None:
+                os.environ.pop(n, None)
+
+
+def _warm(barrier) -> None:
+    """Worker start: import what metrics import lazily, then wait until every worker is ready,
+    so start-up is paid before the first model's clock starts."""
+    import threading
+
+    import fast_bss_eval, pesq, pystoi, scipy.signal  # noqa: F401,E401
+    try:
+        barrier.wait(timeout=300)
+    except threading.BrokenBarrierError:  # a replacement worker after a crash: start anyway
+        pass
+
+
+def _ready(_) -> int:
+    return os.getpid()
+
+
+class _Done:
+    """apply_async's result, for work done in-process (jobs=1)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def get(self):
+        return self.value
+
+
+class Runner:
+    """Runs tasks in-process (jobs=1) or on a lazily started spawn pool: spawn, because a forked
+    torch/OpenMP or CUDA state is unsafe in the child."""
+
+    def __init__(self, jobs: int, log):
+        self.jobs, self.pool, self.log = jobs, None, log
+
+    def start(self):
+        if self.pool is None:
+            start = time.perf_counter()
+            ctx = multiprocessing.get_context("spawn")
+            with _thread_env(max(1, (os.cpu_count() or 1) // self.jobs)):
+                self.pool = ctx.Pool(self.jobs, initializer=_warm, initargs=(ctx.Barrier(self.jobs),))
+            self.pool.map(_ready, range(self.jobs), chunksize=1)  # returns once all passed _warm
+            self.log(f"started {self.jobs} worker processes in {time.perf_counter() - start:.1f} s")
+        return self.pool
+
+    def map(self, fn, tasks):
+        if self.jobs <= 1 or len(tasks) <= 1:
+            return map(fn, tasks)
+        return self.start().imap_unordered(fn, tasks)
+
+    def submit(self, fn, task):
+        return _Done(fn(task)) if self.jobs <= 1 else self.start().apply_async(fn, (task,))
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+
+
+def run_per_clip(runner: Runner, spec, clips, inputs, device) -> tuple[list[dict], float]:
+    size = max(1, math.ceil(len(clips) / (runner.jobs * 4)))  # a few tasks per worker balance the load
+    tasks = [(spec, clips[i:i + size], {c.id: inputs[c.id] for c in clips[i:i + size]} if inputs else None, device)
+             for i in range(0, len(clips), size)]
+    parts = runner.map(_run_task, tasks)  # starts the workers first, so their start-up is not on this clock
+    start, rows = time.perf_counter(), []
+    for part, _ in parts:
+        rows.extend(part)
+    return sorted(rows, key=lambda r: r["clip_id"]), time.perf_counter() - start
+
+
+def batches(lengths: list[int], batch: int, sample_rate: int) -> list[list[int]]:
+    """Clip indices grouped by equal length, at most `batch` (and MAX_BATCH_SAMPLES) per group;
+    clips long enough to be chunked go alone."""
+    groups: dict[int, list[int]] = collections.defaultdict(list)
+    for i, n in enumerate(lengths):
+        groups[n].append(i)
+    out = []
+    for n, members in sorted(groups.items()):
+        size = 1 if n > LONG_CLIP_S * sample_rate else max(1, min(batch, MAX_BATCH_SAMPLES // max(n, 1)))
+        out += [members[k:k + size] for k in range(0, len(members), size)]
+    return out
+
+
+def run_batched(runner: Runner, spec, clips, inputs, device, batch: int) -> tuple[list[dict], float]:
+    if runner.jobs > 1:
+        runner.start()  # start-up off the clock, as in run_per_clip
+    start = time.perf_counter()
+    model = load_model(spec[1])[0].to(device)
+    dataset = FolderDataset(clips)
+    sr = dataset.sample_rate
+    pending, rows = collections.deque(), []
+    for group in batches(dataset.lengths, batch, sr):
+        mixes = np.stack([dataset[i][0].numpy() for i in group])
+        t0, est, failure = time.perf_counter(), None, ""
+        try:
+            est = (separate_clip(model, mixes[0], sr, device=device)[None] if len(group) == 1
+                   else separate(model, mixes, device=device))
+        except Exception as exc:
+            failure = _reason(exc) + (f" (in a batch of {len(group)}: try --batch 1)" if len(group) > 1 else "")
+        seconds = (time.perf_counter() - t0) / len(group)  # the batch's time, shared equally
+        for k, i in enumerate(group):
+            clip = clips[i]
+            task = (clip, sr, None if failure else est[k], seconds, inputs[clip.id], failure)
+            pending.append(runner.submit(_score_estimate, task))
+        while len(pending) > 4 * max(runner.jobs, batch):  # bounded: estimates wait in memory
+            rows.append(pending.popleft().get())
+    rows += [p.get() for p in pending]
+    return sorted(rows, key=lambda r: r["clip_id"]), time.perf_counter() - start
