@@ -1,5 +1,5 @@
 """Each benchmark script runs in --quick mode on tiny inputs, prints its table and the machine,
-and writes figures that make sense. One child process runs all four (imports paid once); it
+and writes figures that make sense. One child process runs all of them (imports paid once); it
 gets one OpenMP thread, because spinning threads on a busy 2-core machine made tiny models
 10-100x slower and the point here is that the scripts work, not their figures."""
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import recipes
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ("bench_training", "bench_loading", "bench_eval", "bench_inference")
+SCRIPTS = ("bench_training", "bench_loading", "bench_eval", "bench_inference", "bench_batch")
 DRIVER = """
 import sys
 sys.path.insert(0, sys.argv[1])
@@ -66,3 +66,10 @@ def test_benchmark_scripts_run_quick(tmp_path):
     for name, f in inf.items():
         for key in ("short", "long"):
             assert f[key]["rtf"] > 0 and f[key]["peak_mib"] >= f[key]["base_mib"] > 0, (name, key, f)
+
+    batch = figs["bench_batch"]["recipes"]
+    assert set(batch) == set(recipes.names())
+    for name, f in batch.items():
+        assert f["one_s_per_clip"] > 0 and f["batch_s_per_clip"] > 0, (name, f)
+        assert math.isclose(f["speedup"], f["one_s_per_clip"] / f["batch_s_per_clip"])
+        assert f["max_abs_diff"] < 1e-4, (name, f)  # batching must not change an output
