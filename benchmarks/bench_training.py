@@ -49,11 +49,10 @@ def _steps(stamps: list, warmup: int) -> dict[str, list[float]]:
 
 
 def sepbench_run(recipe: str, profile: str, data: Path, out: Path, n_batches: int, warmup: int, threads: list) -> list[float]:
-    from recipes.system import SeparationSystem
     from recipes.train import train
 
     rec = recipes.get(recipe)
-    base = rec.system or SeparationSystem
+    base = rec.system_class()
     timed = type(f"Timed{base.__name__}", (_Stamps, base), {})
     _Stamps.stamps = []
     # Swapped in through the registry, the one place train() looks the system class up.

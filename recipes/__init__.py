@@ -5,6 +5,7 @@ forward maps a mixture [B, T] to estimates [B, 2, T] in fixed order (0 = voice, 
 """
 from __future__ import annotations
 
+import importlib
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,16 +22,26 @@ class Recipe:
     description: str
     builder: Callable
     folder: Path
-    system: type | None = None  # a SeparationSystem subclass, for recipes with their own training step
+    # "module:Class" of a SeparationSystem subclass, for recipes with their own training step.
+    # A name rather than the class: importing it imports PyTorch Lightning (seconds), which
+    # separation and evaluation workers never need. (The class itself is accepted too.)
+    system: str | type | None = None
 
     def build(self, sample_rate: int, **model_args):
         return self.builder(sample_rate=sample_rate, **model_args)
+
+    def system_class(self):
+        """The LightningModule class that trains this recipe."""
+        if isinstance(self.system, type):
+            return self.system
+        module, _, attr = (self.system or "recipes.system:SeparationSystem").partition(":")
+        return getattr(importlib.import_module(module), attr)
 
 
 _REGISTRY: dict[str, Recipe] = {}
 
 
-def register(name: str, description: str, system: type | None = None):
+def register(name: str, description: str, system: str | None = None):
     def decorator(builder: Callable) -> Callable:
         if name in _REGISTRY:
             raise ValueError(f"recipe {name!r} is registered twice")

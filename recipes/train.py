@@ -23,7 +23,6 @@ from .data import FolderDataset, content_hash, data_splits
 from .errors import SepbenchError
 from .losses import build_loss
 from .sampling import GlobalBatchSampler
-from .system import SeparationSystem
 
 # Keys that change how fast or how long a run goes, not what it computes: a resumed run may
 # change them without being refused as "a different experiment".
@@ -127,7 +126,7 @@ def train(recipe: str, data: str | Path, profile: str = "cpu", out: str | Path =
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg["optim"]["lr"], weight_decay=cfg["optim"]["weight_decay"])
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, factor=cfg["optim"]["plateau_factor"], patience=cfg["optim"]["plateau_patience"])
-    system_cls = get(recipe).system or SeparationSystem
+    system_cls = get(recipe).system_class()
     system = system_cls(model, optimizer, build_loss(cfg["loss"], sample_rate), train_loader, val_loader,
                         scheduler=scheduler)
     if cfg["trainer"]["compile"]:

@@ -32,6 +32,8 @@ def test_one_name_end_to_end(name):
     assert recipe.folder.parent.name == "recipes"
     assert (recipe.folder / "config.yaml").exists()
     assert recipe.description
+    from recipes.system import SeparationSystem
+    assert issubclass(recipe.system_class(), SeparationSystem)  # a mistyped "module:Class" fails here
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -95,3 +97,20 @@ def test_smoke_training_learns_and_resumes(name, tiny_data, tmp_path):
     assert [int(r["epoch"]) for r in log] == [0, 1, 2, 3, 4], "resume restarted instead of continuing"
     assert int(log[3]["step"]) > int(log[2]["step"])
     assert more["card"]["epochs"] == 5
+
+
+def test_loading_and_running_models_never_imports_lightning(tmp_path):
+    """Separation and evaluation workers load every recipe's model without PyTorch Lightning,
+    whose import costs seconds per worker process."""
+    import subprocess
+    import sys
+    for name in ALL:
+        model, args = build(name)
+        save_model(tmp_path / f"{name}.pt", model, name, args, 8000)
+    code = ("import sys, torch; from benchmark import eval_workers; from recipes.checkpoint import load_model\n"
+            f"for name in {ALL!r}:\n"
+            f"    load_model('{tmp_path}/' + name + '.pt')[0](torch.zeros(1, 4000))\n"
+            "print(sorted(m for m in sys.modules if 'lightning' in m))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
