@@ -133,6 +133,24 @@ def test_stoi_on_too_little_speech_fails_instead_of_returning_1e_5():
     assert metrics.stoi(speechlike(SR), speechlike(SR), SR) > 0.99
 
 
+@pytest.mark.parametrize("sr", [8000, 10000, 16000])
+def test_stoi_and_estoi_equal_pystoi(sr):
+    """Our STOI/ESTOI share pystoi's front end between the two measures; values must be pystoi's.
+    Several different pairs in a row also check that the shared front end is never reused stale."""
+    from pystoi import stoi as pystoi
+
+    rng = np.random.default_rng(1)
+    ref = speechlike(2 * sr, sr).astype(np.float64)
+    for k, noise_level in enumerate((0.01, 0.05, 0.2)):
+        est = ref + noise_level * rng.standard_normal(ref.shape)
+        assert metrics.stoi(est, ref, sr) == pystoi(ref, est, sr)
+        np.random.seed(k)  # ESTOI adds eps-sized global-numpy noise before normalising
+        ours = metrics.estoi(est, ref, sr)
+        np.random.seed(k)
+        assert ours == pystoi(ref, est, sr, extended=True)
+        assert metrics.stoi(ref, est, sr) == pystoi(est, ref, sr)  # roles swapped: not the cached pair
+
+
 def test_silent_estimate_is_a_failure_not_a_score():
     sources, mix = clip()
     row = metrics.score_clip(np.zeros_like(sources), sources, mix, SR)
