@@ -31,6 +31,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--devices", help="training devices per node (passed to sepbench train)")
     p.add_argument("--num-nodes", type=int, help="training nodes (passed to sepbench train)")
     p.add_argument("--strategy", help="training strategy, e.g. ddp (passed to sepbench train)")
+    p.add_argument("--precision", help="training precision, e.g. bf16-mixed (passed to sepbench train)")
+    p.add_argument("--batch", type=int, help="evaluation: clips per forward pass (passed to sepbench evaluate)")
     return p.parse_args(argv)
 
 
@@ -53,7 +55,7 @@ def train_all(args, data: Path, names: list[str]) -> list[str]:
     take the others down."""
     failed = []
     extra = []
-    for flag in ("devices", "num_nodes", "strategy"):
+    for flag in ("devices", "num_nodes", "strategy", "precision"):
         if getattr(args, flag) is not None:
             extra += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
     for i, name in enumerate(names, 1):
@@ -91,7 +93,8 @@ def main(argv=None) -> int:
         from leaderboard.listen import build_listening_page
         from .evaluate import evaluate
         say("evaluating every checkpoint on the test set")
-        result = evaluate(data / "test", runs=args.runs, out=args.out, jobs=args.jobs, force=args.force)
+        result = evaluate(data / "test", runs=args.runs, out=args.out, jobs=args.jobs, force=args.force,
+                          batch=args.batch)
         failed += [f"evaluation: {m}" for m in result.get("failed", [])]
         page = build_listening_page(Path(args.out) / "results.csv", data / "test", args.out, runs_dir=args.runs)
     except SepbenchError as exc:

@@ -76,3 +76,20 @@ def test_a_failing_recipe_is_reported_and_the_others_still_run(tiny_data, tmp_pa
     assert done.returncode == 1
     assert "FAILED: lstm_mask" in done.stderr
     assert "conv_tasnet" in (tmp_path / "lb" / "LEADERBOARD.md").read_text()
+
+
+def test_scale_flags_reach_every_training_command(monkeypatch, tmp_path):
+    """--devices/--num-nodes/--strategy/--precision go to each `sepbench train`, which owns them;
+    a CLI that accepts a flag and drops it would train on one device in float32 without a word."""
+    from benchmark import run_all
+
+    calls = []
+    monkeypatch.setattr(run_all.subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    args = run_all.parse_args(["--devices", "4", "--num-nodes", "2", "--strategy", "ddp", "--precision",
+                               "bf16-mixed", "--runs", str(tmp_path), "--profile", "gpu"])
+    assert run_all.train_all(args, tmp_path, ["conv_tasnet", "lstm_mask"]) == []
+    assert len(calls) == 2
+    for cmd in calls:
+        tail = " ".join(cmd[cmd.index("train"):])
+        for flag in ("--devices 4", "--num-nodes 2", "--strategy ddp", "--precision bf16-mixed", "--profile gpu"):
+            assert flag in tail, (flag, tail)
