@@ -31,12 +31,13 @@ _RESUMABLE_KEYS = {("trainer", "max_minutes"), ("trainer", "max_epochs"), ("data
 
 
 def _global_batch(cfg: dict):
-    devices = cfg["trainer"]["devices"]
+    trainer, optim = cfg.get("trainer", {}), cfg.get("optim", {})
+    devices, nodes, batch = trainer.get("devices"), trainer.get("num_nodes", 1), optim.get("batch_size")
     if isinstance(devices, (list, tuple)):
         devices = len(devices)
-    if not isinstance(devices, int) or devices < 1:
+    if not all(isinstance(v, int) and v >= 1 for v in (devices, nodes, batch)):
         return None  # "auto"/-1: the count is only known inside Lightning
-    return cfg["optim"]["batch_size"] * devices * cfg["trainer"]["num_nodes"]
+    return batch * devices * nodes
 
 
 def _config_diff(old: dict, new: dict, prefix=()) -> list[str]:
