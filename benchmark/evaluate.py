@@ -127,7 +127,7 @@ def evaluate(data, runs="runs", out="leaderboard", jobs: int | None = None, forc
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise SepbenchError("--device cuda: no CUDA device is available here (use --device auto or cpu)")
-    batch = batch or (DEFAULT_GPU_BATCH if device.startswith("cuda") else 1)
+    batch = (DEFAULT_GPU_BATCH if device.startswith("cuda") else 1) if batch is None else batch
     if batch < 1:
         raise SepbenchError(f"--batch {batch}: must be at least 1")
     sr = FolderDataset(clips).sample_rate  # also checks that every clip's files agree

@@ -204,8 +204,11 @@ def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, capsys, write_clip, 
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "sepbench evaluate: error:" in err and "missing" in err
     assert not (tmp_path / "out").exists()
+    write_clip(tmp_path / "one" / "0001", *tone_and_noise(8000))
+    rc = cli.main(["evaluate", "--data", str(tmp_path / "one"), "--batch", "0", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "--batch 0: must be at least 1" in err
     if not torch.cuda.is_available():
-        write_clip(tmp_path / "one" / "0001", *tone_and_noise(8000))
         rc = cli.main(["evaluate", "--data", str(tmp_path / "one"), "--device", "cuda", "--out", str(tmp_path / "out")])
         assert rc == 2 and "no CUDA device" in capsys.readouterr().err
 
