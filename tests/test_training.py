@@ -12,7 +12,7 @@ from asteroid.losses import PITLossWrapper, pairwise_neg_sisdr
 from benchmark.cli import main
 from recipes import config
 from recipes.errors import SepbenchError
-from recipes.losses import NegSISDR, SpecL1, si_sdr
+from recipes.losses import NegSISDR, NegSNR, SpecL1, si_sdr
 from recipes.train import train
 
 
@@ -29,6 +29,16 @@ def test_fixed_order_loss_catches_swapped_outputs():
     assert torch.isclose(pit(swapped, sources), pit(est, sources), atol=1e-4)
     spec = SpecL1(8000, 64, 16)
     assert spec(swapped, sources) > 5 * spec(est, sources)
+
+
+def test_snr_loss_punishes_what_si_sdr_forgives():
+    """A voice estimate at the wrong level on a DC offset: perfect for SI-SDR, bad for SNR."""
+    torch.manual_seed(0)
+    sources = torch.randn(2, 2, 8000)
+    off = sources * 0.05 - 0.3
+    assert NegSISDR()(off, sources) < -60
+    assert NegSNR()(off, sources) > -1 and NegSNR()(sources, sources) < -60  # SNR under 1 dB vs perfect
+    assert NegSNR()(sources.flip(1), sources) > 0  # fixed order, like every loss here
 
 
 def test_si_sdr_matches_hand_computation():
