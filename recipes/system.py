@@ -14,6 +14,16 @@ class SeparationSystem(System):
         # Different dropout/noise per rank; the weights themselves were broadcast by DDP.
         if self.trainer.world_size > 1:
             torch.manual_seed(self.trainer.current_epoch * 1000 + self.trainer.global_rank + 1)
+        # Resumed from a mid-epoch checkpoint (SLURM's preemption save): Lightning would restart
+        # the data at the epoch's first batch and skip on_train_epoch_start. Continue after the
+        # batches whose optimizer step is in the checkpoint instead ("processed": a checkpoint
+        # written in on_train_batch_end has not yet counted that batch as "completed").
+        done = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        if getattr(self.trainer.fit_loop, "restarted_mid_epoch", False) and done:
+            loader = self.trainer.train_dataloader
+            if hasattr(loader.sampler, "resume_at"):
+                loader.sampler.resume_at(self.current_epoch, done)
+            self.on_train_epoch_start()
 
     def on_train_epoch_start(self) -> None:
         # New random crops every epoch, reproducible from (seed, epoch, clip).

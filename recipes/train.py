@@ -63,6 +63,13 @@ def _config_diff(old: dict, new: dict, prefix=()) -> list[str]:
     return diffs
 
 
+def _resume_point(run_dir: Path, last: Path) -> Path | None:
+    """The newest of last.ckpt (end of an epoch) and Lightning's SLURM preemption saves
+    (hpc_ckpt_N.ckpt, mid-epoch, written into the run dir): a requeued job loses no steps."""
+    found = [p for p in [last, *run_dir.glob("hpc_ckpt_*.ckpt")] if p.is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
+
+
 def _write_card(path: Path, card: dict) -> None:
     atomic_write_text(path, json.dumps(card, indent=2, sort_keys=True) + "\n")
 
@@ -108,9 +115,9 @@ def train(recipe: str, data: str | Path, profile: str = "cpu", out: str | Path =
     elif card and card.get("status") == "complete" and best.exists() and not resume:
         print(f"{recipe}/{profile}: already trained ({run_dir}); --force to retrain", file=sys.stderr)
         return {"status": "skipped", "run_dir": run_dir, "best": best, "card": card, "metrics": card.get("metrics", {})}
-    if resume and not last.exists():
+    if resume and _resume_point(run_dir, last) is None:
         raise SepbenchError(f"{last}: nothing to resume (no last checkpoint)")
-    if last.exists() and (run_dir / "config.yaml").exists():
+    if _resume_point(run_dir, last) and (run_dir / "config.yaml").exists():
         diffs = _config_diff(yaml.safe_load((run_dir / "config.yaml").read_text()), cfg)
         if diffs:
             raise SepbenchError(f"{run_dir}: holds an unfinished run with another config ({'; '.join(diffs)}); "
@@ -144,7 +151,8 @@ def train(recipe: str, data: str | Path, profile: str = "cpu", out: str | Path =
                                  save_on_train_epoch_end=True, enable_version_counter=False)]
     for noisy in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=r".*(does not have many workers|Checkpoint directory|LeafSpec|logging interval).*")
+    warnings.filterwarnings("ignore", message=r".*(does not have many workers|Checkpoint directory|LeafSpec|logging interval"
+                            r"|ended before the epoch ended).*")  # SeparationSystem resumes mid-epoch itself
     try:
         strategy = t["strategy"]
         if strategy == "ddp" and recipe == "conv_tasnet":
@@ -172,7 +180,7 @@ def train(recipe: str, data: str | Path, profile: str = "cpu", out: str | Path =
         _write_card(card_path, card)
 
     started = time.time()
-    trainer.fit(system, ckpt_path=last if last.exists() else None, weights_only=True)
+    trainer.fit(system, ckpt_path=_resume_point(run_dir, last), weights_only=True)
     if trainer.interrupted:  # Lightning swallows Ctrl-C; the run is resumable, not complete
         raise KeyboardInterrupt
     stop = "time budget" if budget.exhausted else (

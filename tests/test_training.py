@@ -143,3 +143,34 @@ def test_kill_9_then_rerun_resumes(tiny_data, tmp_path):
     assert epochs[done_before] >= done_before - 1
     assert result["card"]["status"] == "complete"
     assert result["card"]["epochs"] == 8 or result["card"]["stop_reason"] == "early stopping"
+
+
+def test_mid_epoch_checkpoint_resumes_with_the_remaining_batches(tiny_data, tmp_path, monkeypatch):
+    """A checkpoint written mid-epoch (SLURM's preemption save, hpc_ckpt_N.ckpt, newer than
+    last.ckpt) is the one resumed, and continues with the epoch's remaining batches and crops:
+    the weights of an uninterrupted run. Lightning alone would replay the epoch from its start."""
+    from recipes.system import SeparationSystem
+
+    args = dict(overrides=["trainer.max_epochs=3"], progress=False)
+    whole = train("lstm_mask", tiny_data, "smoke", out=tmp_path / "whole", **args)
+
+    run_dir = tmp_path / "cut" / "lstm_mask" / "smoke"
+
+    def preempt(self, outputs, batch, batch_idx):
+        if self.current_epoch == 1 and batch_idx == 1:
+            self.trainer.save_checkpoint(run_dir / "hpc_ckpt_1.ckpt")
+            raise RuntimeError("preempted")
+
+    monkeypatch.setattr(SeparationSystem, "on_train_batch_end", preempt, raising=False)
+    with pytest.raises(RuntimeError, match="preempted"):
+        train("lstm_mask", tiny_data, "smoke", out=tmp_path / "cut", **args)
+    monkeypatch.undo()
+    assert (run_dir / "last.ckpt").is_file()  # epoch 0's, older: resuming from it would redo steps
+    steps, step = [], SeparationSystem.training_step
+    monkeypatch.setattr(SeparationSystem, "training_step", lambda self, *a: steps.append(1) or step(self, *a))
+    resumed = train("lstm_mask", tiny_data, "smoke", out=tmp_path / "cut", **args)
+    assert len(steps) == 2 + 4  # the rest of epoch 1, then epoch 2 (4 batches each)
+    a, b = (torch.load(r["best"], weights_only=True) for r in (whole, resumed))
+    assert a["meta"]["epoch"] == b["meta"]["epoch"]
+    diff = max((a["state_dict"][k] - b["state_dict"][k]).abs().max().item() for k in a["state_dict"])
+    assert diff < 1e-6, f"weights differ by {diff}"
