@@ -97,9 +97,12 @@ def _thread_env(threads: int):
     N workers x all-core thread pools oversubscribe the CPU, and spinning OpenMP threads then made
     a tiny model 10-100x slower on a busy 2-core machine. Set through the environment the
     children inherit at start, not torch.set_num_threads (which breaks torch-backed SDR solvers)."""
-    names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-    saved = {n: os.environ.get(n) for n in names}
-    os.environ.update({n: str(threads) for n in names if saved[n] is None})
+    wanted = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+              # numpy/scipy's OpenBLAS only serves the metrics; its idle threads spin and take
+              # the cores from the model (see evaluate.py), so one is enough.
+              "OPENBLAS_NUM_THREADS": 1}
+    saved = {n: os.environ.get(n) for n in wanted}
+    os.environ.update({n: str(v) for n, v in wanted.items() if saved[n] is None})
     try:
         yield
     finally:

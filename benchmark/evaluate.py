@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
+import threadpoolctl
 import torch
 
 from recipes.audio import atomic_path
@@ -142,6 +143,10 @@ def evaluate(data, runs="runs", out="leaderboard", jobs: int | None = None, forc
     cache, tail = out / "cache", f"{data_hash}__{BENCHMARK_VERSION}.csv"
     runner, inputs, frames = Runner(max(1, jobs or os.cpu_count() or 1), log), None, []
     counts = {"evaluated": 0, "cached": 0}
+    # Metrics call numpy/scipy's OpenBLAS, whose idle threads keep spinning and took the cores
+    # from the model run in this process (jobs 1, or batched): separation took 2.5x longer.
+    # Spawned workers get one thread of each through their environment (eval_workers).
+    blas = threadpoolctl.threadpool_limits(limits=1, user_api="blas")
     try:
         for entry in entries:
             path = cache / f"{entry.model}__{entry.profile}__{entry.checkpoint_hash or 'ref'}__{tail}"
@@ -175,6 +180,7 @@ def evaluate(data, runs="runs", out="leaderboard", jobs: int | None = None, forc
                 f"separation RTF {df['rtf'].mean():.4f}){f', {n_bad} with failures' if n_bad else ''}")
     finally:
         runner.close()
+        blas.restore_original_limits()
     if not frames:
         raise SepbenchError("no model could be scored: " + "; ".join(failed))
     return {**_write_outputs(frames, entries, data, data_hash, len(clips), out, log), **counts, "failed": failed}
