@@ -140,17 +140,23 @@ def pesq(est: np.ndarray, ref: np.ndarray, sample_rate: int) -> float:
 _SEGMENTS: list = [None, None]
 
 
+def _pystoi():
+    """pystoi's stoi module (its constants and utils): `pystoi.stoi` itself names the function."""
+    import importlib
+
+    return importlib.import_module("pystoi.stoi")
+
+
 def _stoi_segments(est: np.ndarray, ref: np.ndarray, sample_rate: int):
     """pystoi's (clean, processed) segment arrays [J, bands, N], in pystoi's own steps and order,
     so the measures below equal pystoi.stoi's (tested)."""
     import hashlib
-    import importlib
 
     est, ref = _check_pair(est, ref)
     key = (sample_rate, est.shape, hashlib.blake2b(est.tobytes()).digest(), hashlib.blake2b(ref.tobytes()).digest())
     if _SEGMENTS[0] == key:
         return _SEGMENTS[1]
-    st = importlib.import_module("pystoi.stoi")  # the module: `pystoi.stoi` is the function
+    st = _pystoi()
     x, y = ref, est
     if sample_rate != st.FS:
         x, y = st.utils.resample_oct(x, st.FS, sample_rate), st.utils.resample_oct(y, st.FS, sample_rate)
@@ -170,9 +176,7 @@ def _stoi_segments(est: np.ndarray, ref: np.ndarray, sample_rate: int):
 
 def stoi(est: np.ndarray, ref: np.ndarray, sample_rate: int) -> float:
     """STOI (Taal et al. 2011) of `est` against the clean `ref`, as pystoi computes it."""
-    import importlib
-
-    st = importlib.import_module("pystoi.stoi")
+    st = _pystoi()
     x, y = _stoi_segments(est, ref, sample_rate)
     y = y * (np.linalg.norm(x, axis=2, keepdims=True) / (np.linalg.norm(y, axis=2, keepdims=True) + st.utils.EPS))
     y = np.minimum(y, x * (1 + 10 ** (-st.BETA / 20)))  # clip at the lower SDR bound
@@ -185,9 +189,7 @@ def stoi(est: np.ndarray, ref: np.ndarray, sample_rate: int) -> float:
 
 def estoi(est: np.ndarray, ref: np.ndarray, sample_rate: int) -> float:
     """Extended STOI (Jensen & Taal 2016), as pystoi computes it."""
-    import importlib
-
-    st = importlib.import_module("pystoi.stoi")
+    st = _pystoi()
     x, y = _stoi_segments(est, ref, sample_rate)
     x_n, y_n = st.utils.row_col_normalize(x), st.utils.row_col_normalize(y)
     return float(np.sum(x_n * y_n / st.N) / x_n.shape[0])
