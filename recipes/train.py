@@ -115,9 +115,10 @@ def train(recipe: str, data: str | Path, profile: str = "cpu", out: str | Path =
     elif card and card.get("status") == "complete" and best.exists() and not resume:
         print(f"{recipe}/{profile}: already trained ({run_dir}); --force to retrain", file=sys.stderr)
         return {"status": "skipped", "run_dir": run_dir, "best": best, "card": card, "metrics": card.get("metrics", {})}
-    if resume and _resume_point(run_dir, last) is None:
+    resume_from = _resume_point(run_dir, last)
+    if resume and resume_from is None:
         raise SepbenchError(f"{last}: nothing to resume (no last checkpoint)")
-    if _resume_point(run_dir, last) and (run_dir / "config.yaml").exists():
+    if resume_from and (run_dir / "config.yaml").exists():
         diffs = _config_diff(yaml.safe_load((run_dir / "config.yaml").read_text()), cfg)
         if diffs:
             raise SepbenchError(f"{run_dir}: holds an unfinished run with another config ({'; '.join(diffs)}); "
@@ -180,7 +181,7 @@ def train(recipe: str, data: str | Path, profile: str = "cpu", out: str | Path =
         _write_card(card_path, card)
 
     started = time.time()
-    trainer.fit(system, ckpt_path=_resume_point(run_dir, last), weights_only=True)
+    trainer.fit(system, ckpt_path=resume_from, weights_only=True)
     if trainer.interrupted:  # Lightning swallows Ctrl-C; the run is resumable, not complete
         raise KeyboardInterrupt
     stop = "time budget" if budget.exhausted else (
