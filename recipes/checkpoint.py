@@ -77,6 +77,12 @@ def read_checkpoint(path) -> dict:
     for key, kind in (("recipe", str), ("model_args", dict), ("sample_rate", int), ("state_dict", dict)):
         if not isinstance(payload.get(key), kind):
             raise SepbenchError(f"{path}: checkpoint field {key!r} is missing or malformed")
+    rate = payload["sample_rate"]
+    # Every length is seconds x rate: a rate of 0 divides by zero far from here, and a bool
+    # passes isinstance(int).
+    if isinstance(rate, bool) or rate <= 0:
+        raise SepbenchError(f"{path}: checkpoint sample rate {rate!r} is not a positive number of Hz "
+                            "(tampered with or written by another tool); it was not loaded")
     return payload
 
 

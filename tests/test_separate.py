@@ -208,10 +208,14 @@ def _reshaped(path: Path, tiny_ckpt: Path) -> None:
     torch.save(payload, path)
 
 
-@pytest.mark.parametrize("kind", ["missing", "foreign", "truncated", "reshaped"])
+@pytest.mark.parametrize("kind", ["missing", "foreign", "truncated", "reshaped", "rate 0", "rate -8000", "rate True"])
 def test_bad_checkpoint_one_line_nothing_written(tmp_path, tiny_ckpt, capsys, kind):
     ckpt = tmp_path / "model.pt"
-    if kind == "foreign":
+    if kind.startswith("rate"):  # a rate of 0 used to divide by zero deep inside separation
+        payload = torch.load(tiny_ckpt, weights_only=True)
+        payload["sample_rate"] = {"0": 0, "-8000": -8000, "True": True}[kind.split()[1]]
+        torch.save(payload, ckpt)
+    elif kind == "foreign":
         torch.save({"state_dict": {"w": torch.zeros(3)}, "epoch": 3}, ckpt)
     elif kind == "truncated":
         ckpt.write_bytes(tiny_ckpt.read_bytes())
@@ -222,6 +226,8 @@ def test_bad_checkpoint_one_line_nothing_written(tmp_path, tiny_ckpt, capsys, ki
     assert cli(["--checkpoint", ckpt, tmp_path / "x.wav", "--out", tmp_path / "out"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(ckpt) in err[0]
+    if kind.startswith("rate"):
+        assert "sample rate" in err[0] and "not a positive number of Hz" in err[0]
     assert not (tmp_path / "out").exists()
 
 
