@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -73,6 +74,17 @@ class BestExport(pl.Callback):
     def load_state_dict(self, state: dict) -> None:
         self.best, self.best_epoch = float(state["best"]), int(state["best_epoch"])
         self.best_sisdri = float(state.get("best_sisdri", math.nan))
+
+
+class ReplaceOld(pl.Callback):
+    """`train --force` keeps the old run aside until the new one has its first best.pt."""
+
+    def __init__(self, best: Path, old: Path):
+        self.best, self.old = best, old
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.is_global_zero and self.best.exists() and self.old.exists():
+            shutil.rmtree(self.old)
 
 
 class EpochLog(pl.Callback):

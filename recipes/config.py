@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import math
 from pathlib import Path
 
 import yaml
@@ -78,13 +79,93 @@ def resolve(recipe: str, profile: str, overrides: list[str] | tuple = ()) -> dic
     return cfg
 
 
+def _count(low: int):
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low, f"an integer >= {low}"
+
+
+def _number(low: float, high: float = math.inf, low_open: bool = False, high_open: bool = True):
+    def ok(v):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            return False
+        return (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+    span = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    return ok, f"a number in {span}"
+
+
+def _choice(*options):
+    return lambda v: v in options, f"one of {', '.join(map(str, options))}"
+
+
+def _or_null(rule):
+    ok, what = rule
+    return lambda v: v is None or ok(v), f"{what}, or null"
+
+
+_BOOL = (lambda v: isinstance(v, bool), "true or false")
+_TEXT = (lambda v: isinstance(v, str) and v != "", "a non-empty string")
+_POSITIVE = _number(0, low_open=True)
+_BATCH_LIMIT = (lambda v: v is None or (not isinstance(v, bool) and isinstance(v, (int, float)) and v > 0),
+                "a positive count or fraction, or null")
+# Every key of base.yaml (model: keys are checked against the builder's annotations instead).
+# Checked before anything is written, so a bad value is one line, not a traceback from Adam, the
+# DataLoader or Lightning, and never a half-started run.
+RULES = {
+    "seed": _count(0),
+    "data.val_fraction": _number(0, 1), "data.segment_seconds": _POSITIVE,
+    "data.short_policy": _choice("pad", "skip"), "data.downmix": _BOOL, "data.num_workers": _count(0),
+    "loss.name": _choice("neg_sisdr", "neg_snr", "spec_l1"), "loss.noise_weight": _number(0),
+    "loss.stft_win_ms": _POSITIVE, "loss.stft_hop_ms": _POSITIVE,
+    "optim.lr": _POSITIVE, "optim.weight_decay": _number(0), "optim.batch_size": _count(1),
+    "optim.grad_clip": _or_null(_POSITIVE), "optim.plateau_patience": _count(0),
+    "optim.plateau_factor": _number(0, 1, low_open=True),
+    "trainer.max_epochs": _count(1), "trainer.early_stop_patience": _count(1),
+    "trainer.max_minutes": _or_null(_POSITIVE),
+    # the best checkpoint, early stopping and the LR schedule follow val_loss: 0 would break them
+    "trainer.limit_train_batches": _BATCH_LIMIT, "trainer.limit_val_batches": _BATCH_LIMIT,
+    "trainer.accelerator": _TEXT, "trainer.devices": (lambda v: v is not None and v != 0 and not isinstance(v, bool),
+                                                       "a device count, a list of ids, 'auto' or -1"),
+    "trainer.num_nodes": _count(1), "trainer.strategy": _TEXT, "trainer.precision": _TEXT,
+    "trainer.compile": _BOOL,
+}
+
+
+def _flat(cfg: dict, prefix: str = ""):
+    for key, value in cfg.items():
+        if isinstance(value, dict) and key != "model":
+            yield from _flat(value, f"{prefix}{key}.")
+        elif key != "model":
+            yield f"{prefix}{key}", value
+
+
 def _check(cfg: dict) -> None:
-    """Values Lightning would accept but that break a run later, deep inside a callback."""
-    for key, why in (("limit_val_batches", "the best checkpoint, early stopping and the LR schedule follow "
-                      "val_loss"), ("limit_train_batches", "nothing would be trained")):
-        value = cfg["trainer"][key]
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
-            raise SepbenchError(f"trainer.{key}={value!r}: must be a positive count or fraction, or null ({why})")
+    for key, value in _flat({k: v for k, v in cfg.items() if k not in ("recipe", "profile")}):
+        ok, what = RULES[key]
+        if not ok(value):
+            raise SepbenchError(f"{key}={value!r}: must be {what}")
+    _check_model(cfg["recipe"], cfg["model"])
+
+
+def _check_model(recipe: str, model_cfg: dict) -> None:
+    """Types of the model: section against the builder's annotations (int, float, bool, str)."""
+    params = inspect.signature(get(recipe).builder).parameters
+    for key, value in model_cfg.items():
+        if key not in params or key == "sample_rate":
+            continue  # model_args() names the allowed keys
+        kind = params[key].annotation
+        kind = {"int": int, "float": float, "bool": bool, "str": str}.get(kind, kind)  # postponed annotations
+        if kind is bool:
+            good = isinstance(value, bool)
+        elif kind is int:
+            good = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        elif kind is float:
+            good = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+        elif kind is str:
+            good = isinstance(value, str)
+        else:
+            continue
+        if not good:
+            what = {bool: "true or false", int: "an integer >= 0", float: "a number >= 0", str: "a string"}[kind]
+            raise SepbenchError(f"model.{key}={value!r}: must be {what} (recipe {recipe!r})")
 
 
 def model_args(recipe: str, sample_rate: int, model_cfg: dict) -> dict:

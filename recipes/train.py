@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import sys
 import time
@@ -17,10 +18,11 @@ from pytorch_lightning.loggers import CSVLogger
 
 from . import config as config_mod, get
 from .audio import atomic_write_text
-from .callbacks import BestExport, EpochLog, TimeBudget
+from .callbacks import BestExport, EpochLog, ReplaceOld, TimeBudget
 from .checkpoint import git_commit, versions
 from .data import FolderDataset, content_hash, data_splits
 from .errors import SepbenchError
+from .lock import exclusive_lock
 from .losses import build_loss
 from .sampling import GlobalBatchSampler
 
@@ -70,6 +72,20 @@ def _resume_point(run_dir: Path, last: Path) -> Path | None:
     return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
 
 
+def _check_resumable(path: Path) -> None:
+    """Refuse an unreadable or tampered checkpoint in one line. Lightning's own error is a long
+    traceback that ends by suggesting weights_only=False, which would run the file's code."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        ok = isinstance(state, dict) and isinstance(state.get("state_dict"), dict) and "epoch" in state
+        why = "not a training checkpoint"
+    except Exception:  # truncated zip, foreign pickle, disallowed global: all just unusable. torch's
+        # own message is not repeated: it advises weights_only=False, i.e. running the file's code.
+        ok, why = False, "unreadable, truncated, or holding objects a plain checkpoint does not"
+    if not ok:
+        raise SepbenchError(f"{path}: cannot resume from it ({why}); move it aside or use --force")
+
+
 def _write_card(path: Path, card: dict) -> None:
     atomic_write_text(path, json.dumps(card, indent=2, sort_keys=True) + "\n")
 
@@ -107,15 +123,44 @@ def train(recipe: str, data: str | Path, profile: str = "cpu", out: str | Path =
     """
     cfg = config_mod.resolve(recipe, profile, overrides)
     run_dir = Path(out) / recipe / profile
-    card_path, last, best = run_dir / "card.json", run_dir / "last.ckpt", run_dir / "best.pt"
-    card = _read_card(card_path)
-    if force and run_dir.exists():
+    if _launch_rank() > 0:  # a DDP process started by rank 0, which holds the lock and moved nothing
+        return _train(recipe, data, profile, cfg, run_dir, resume, force=False, progress=progress)
+    with exclusive_lock(run_dir.parent, f"training of {recipe}/{profile}", name=f".{profile}.lock"):
+        _restore_interrupted_force(run_dir)
+        return _train(recipe, data, profile, cfg, run_dir, resume, force, progress)
+
+
+def _launch_rank() -> int:
+    """This process's rank when a launcher (Lightning's DDP, torchrun, SLURM) started it; 0 otherwise."""
+    return max(int(os.environ.get(k, 0) or 0) for k in ("LOCAL_RANK", "NODE_RANK", "RANK", "SLURM_PROCID"))
+
+
+def _aside(run_dir: Path) -> Path:
+    return run_dir.with_name(f".{run_dir.name}.replaced")
+
+
+def _restore_interrupted_force(run_dir: Path) -> None:
+    """A --force run killed before its first checkpoint left the old run aside: put it back."""
+    old = _aside(run_dir)
+    if not old.exists():
+        return
+    if (run_dir / "best.pt").exists():
+        shutil.rmtree(old)
+        return
+    if run_dir.exists():
         shutil.rmtree(run_dir)
-        card = None
-    elif card and card.get("status") == "complete" and best.exists() and not resume:
+    old.rename(run_dir)
+    print(f"{run_dir}: restored the previous run (a --force retraining stopped before its first checkpoint)",
+          file=sys.stderr)
+
+
+def _train(recipe, data, profile, cfg, run_dir: Path, resume: bool, force: bool, progress) -> dict:
+    card_path, last, best = run_dir / "card.json", run_dir / "last.ckpt", run_dir / "best.pt"
+    card = None if force else _read_card(card_path)
+    if card and card.get("status") == "complete" and best.exists() and not resume:
         print(f"{recipe}/{profile}: already trained ({run_dir}); --force to retrain", file=sys.stderr)
         return {"status": "skipped", "run_dir": run_dir, "best": best, "card": card, "metrics": card.get("metrics", {})}
-    resume_from = _resume_point(run_dir, last)
+    resume_from = None if force else _resume_point(run_dir, last)
     if resume and resume_from is None:
         raise SepbenchError(f"{last}: nothing to resume (no last checkpoint)")
     if resume_from and (run_dir / "config.yaml").exists():
@@ -124,12 +169,18 @@ def train(recipe: str, data: str | Path, profile: str = "cpu", out: str | Path =
             raise SepbenchError(f"{run_dir}: holds an unfinished run with another config ({'; '.join(diffs)}); "
                                 "use --force to start over")
 
+    if resume_from is not None:
+        _check_resumable(resume_from)
     seed = int(cfg["seed"])
     pl.seed_everything(seed, workers=True, verbose=False)
     splits = data_splits(data, cfg["data"]["val_fraction"], seed)
     train_loader, val_loader, sample_rate = _loaders(cfg, splits, seed)
     model_args = config_mod.model_args(recipe, sample_rate, cfg["model"])
-    model = get(recipe).build(**model_args)
+    try:
+        model = get(recipe).build(**model_args)
+    except (TypeError, ValueError, RuntimeError, ZeroDivisionError, IndexError) as exc:
+        raise SepbenchError(f"recipe {recipe!r}: cannot build the model from its model: config "
+                            f"({' '.join(str(exc).split())[:200]})") from None
     n_params = sum(p.numel() for p in model.parameters())
 
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg["optim"]["lr"], weight_decay=cfg["optim"]["weight_decay"])
@@ -146,7 +197,7 @@ def train(recipe: str, data: str | Path, profile: str = "cpu", out: str | Path =
     budget = TimeBudget(t["max_minutes"])
     meta = {"profile": profile, "seed": seed, "config": cfg}
     best_cb = BestExport(best, recipe, model_args, sample_rate, meta)
-    callbacks = [budget, best_cb, EpochLog(run_dir / "log.csv", budget, t["max_epochs"], echo=not interactive),
+    callbacks = [budget, best_cb, ReplaceOld(best, _aside(run_dir)), EpochLog(run_dir / "log.csv", budget, t["max_epochs"], echo=not interactive),
                  EarlyStopping("val_loss", patience=t["early_stop_patience"]),
                  ModelCheckpoint(dirpath=run_dir, filename="last", save_top_k=1, monitor=None,
                                  save_on_train_epoch_end=True, enable_version_counter=False)]
@@ -170,6 +221,13 @@ def train(recipe: str, data: str | Path, profile: str = "cpu", out: str | Path =
     except Exception as exc:  # Lightning raises MisconfigurationException for e.g. a missing GPU
         raise SepbenchError(f"cannot set up training: {str(exc).splitlines()[0]}") from None
 
+    # Everything that can fail on the inputs has been checked: only now may --force touch the old
+    # run. It waits aside until the new run's first best.pt (ReplaceOld), and comes back if the new
+    # run stops before that, even after kill -9 (_restore_interrupted_force on the next call).
+    replaced = None
+    if force and run_dir.exists() and trainer.is_global_zero:
+        replaced = _aside(run_dir)
+        run_dir.rename(replaced)
     data_hash = content_hash(splits["train"] + splits["val"])
     card = {"recipe": recipe, "profile": profile, "model_args": model_args, "n_params": n_params,
             "sample_rate": sample_rate, "data": {"path": str(Path(data).resolve()), "hash": data_hash,
@@ -181,7 +239,11 @@ def train(recipe: str, data: str | Path, profile: str = "cpu", out: str | Path =
         _write_card(card_path, card)
 
     started = time.time()
-    trainer.fit(system, ckpt_path=resume_from, weights_only=True)
+    try:
+        trainer.fit(system, ckpt_path=resume_from, weights_only=True)
+    finally:
+        if replaced is not None and trainer.is_global_zero:
+            _restore_interrupted_force(run_dir)
     if trainer.interrupted:  # Lightning swallows Ctrl-C; the run is resumable, not complete
         raise KeyboardInterrupt
     stop = "time budget" if budget.exhausted else (
