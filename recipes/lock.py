@@ -19,18 +19,20 @@ LOCK_NAME = ".lock"
 
 
 @contextlib.contextmanager
-def exclusive_lock(folder: str | Path, what: str):
+def exclusive_lock(folder: str | Path, what: str, name: str = LOCK_NAME):
     """Hold an exclusive, non-blocking lock on `folder` for the block.
 
     `what` names the kind of work ("training", "evaluation") in the refusal:
-    "<folder>: locked by another sepbench <what> (PID n); wait for it or stop it".
+    "<folder>: locked by another sepbench <what> (PID n); wait for it or stop it". `name` is the
+    lock file's name in `folder` (training locks `.<profile>.lock` beside its run folder, which
+    `--force` moves aside while the lock is held).
     """
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         # O_RDWR without O_TRUNC: truncating here would wipe the holder's PID before we know
         # whether we may take the lock.
-        fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+        fd = os.open(folder / name, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as exc:
         raise SepbenchError(f"{folder}: cannot create the lock file ({exc.strerror or exc})") from None
     try:
