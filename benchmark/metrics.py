@@ -12,6 +12,8 @@ from math import gcd
 
 import numpy as np
 
+from recipes.mixing import mixture_gains  # noqa: F401  (one definition; references.py and tests import it from here too)
+
 # Relative floor of SI-SDR's energy ratio: keeps log10 finite and caps a perfect estimate at
 # 150 dB while staying exactly scale-invariant (it scales with the estimate's own energy).
 SI_SDR_FLOOR = 1e-15
@@ -193,14 +195,6 @@ def estoi(est: np.ndarray, ref: np.ndarray, sample_rate: int) -> float:
     x, y = _stoi_segments(est, ref, sample_rate)
     x_n, y_n = st.utils.row_col_normalize(x), st.utils.row_col_normalize(y)
     return float(np.sum(x_n * y_n / st.N) / x_n.shape[0])
-
-
-def mixture_gains(sources: np.ndarray, mix: np.ndarray) -> np.ndarray:
-    """Least-squares gains g with mix ≈ g[0] * voice + g[1] * noise: the stored stems may sit at
-    other levels than inside the mixture, so the mixture's own SNR needs these."""
-    sources, mix = np.asarray(sources, np.float64), np.asarray(mix, np.float64)
-    assert sources.ndim == 2 and sources.shape[0] == 2 and sources.shape[1:] == mix.shape, (sources.shape, mix.shape)
-    return np.linalg.lstsq(sources.T, mix, rcond=None)[0]
 
 
 def snr_measured(sources: np.ndarray, mix: np.ndarray) -> float:

@@ -49,6 +49,35 @@ class TimeBudget(pl.Callback):
         self.previous = float(state.get("elapsed", 0.0))
 
 
+def cosine_factor(step: int, progress: float, warmup_steps: int, final: float) -> float:
+    """Linear warm-up over `warmup_steps`, then a cosine from 1 down to `final` as `progress`
+    goes from 0 to 1 (and `final` after that)."""
+    warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+    p = min(max(progress, 0.0), 1.0)
+    return warm * (final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * p)))
+
+
+class CosineSchedule(pl.Callback):
+    """Warm-up then cosine decay over the run's length, set before every optimizer step. With a
+    wall-clock budget the length IS the budget (progress = budget spent), so the learning rate
+    reaches its floor as time runs out whatever the machine's speed; without one, it is the
+    max_epochs' step count. Stateless: a resumed run recomputes it from the step and the budget."""
+
+    def __init__(self, lr: float, warmup_steps: int, final_factor: float, budget: TimeBudget):
+        self.lr, self.warmup, self.final, self.budget = lr, warmup_steps, final_factor, budget
+
+    def progress(self, trainer) -> float:
+        if self.budget.budget is not None:
+            return self.budget.elapsed / self.budget.budget
+        return trainer.global_step / max(1, trainer.estimated_stepping_batches)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        lr = self.lr * cosine_factor(trainer.global_step, self.progress(trainer), self.warmup, self.final)
+        for optimizer in trainer.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+
+
 class BestExport(pl.Callback):
     """Writes best.pt (a self-describing sepbench checkpoint) whenever val_loss improves."""
 

@@ -112,12 +112,13 @@ _BATCH_LIMIT = (lambda v: v is None or (not isinstance(v, bool) and isinstance(v
 RULES = {
     "seed": _count(0),
     "data.val_fraction": _number(0, 1), "data.segment_seconds": _POSITIVE,
-    "data.short_policy": _choice("pad", "skip"), "data.downmix": _BOOL, "data.num_workers": _count(0),
+    "data.short_policy": _choice("pad", "skip"), "data.downmix": _BOOL, "data.dynamic_mixing": _BOOL, "data.num_workers": _count(0),
     "loss.name": _choice("neg_sisdr", "neg_snr", "spec_l1"), "loss.noise_weight": _number(0),
     "loss.stft_win_ms": _POSITIVE, "loss.stft_hop_ms": _POSITIVE,
     "optim.lr": _POSITIVE, "optim.weight_decay": _number(0), "optim.batch_size": _count(1),
     "optim.grad_clip": _or_null(_POSITIVE), "optim.plateau_patience": _count(0),
-    "optim.plateau_factor": _number(0, 1, low_open=True),
+    "optim.plateau_factor": _number(0, 1, low_open=True), "optim.schedule": _choice("plateau", "cosine"),
+    "optim.warmup_steps": _count(0), "optim.final_lr_factor": _number(0, 1, high_open=False),
     "trainer.max_epochs": _count(1), "trainer.early_stop_patience": _count(1),
     "trainer.max_minutes": _or_null(_POSITIVE),
     # the best checkpoint, early stopping and the LR schedule follow val_loss: 0 would break them

@@ -18,6 +18,7 @@ import torch
 
 from .audio import AUDIO_SUFFIXES, audio_info, to_mono
 from .errors import SepbenchError
+from .mixing import mixture_gains, remix
 
 SOURCES = ("voice", "noise")
 MIX_RE = re.compile(r"^mix_snr_(?P<snr>.*)\.(?:wav|flac)$", re.IGNORECASE)
@@ -182,7 +183,7 @@ class FolderDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, clips, segment: int | None = None, seed: int = 0,
-                 short_policy: str = "pad", downmix: bool = False):
+                 short_policy: str = "pad", downmix: bool = False, dynamic_mixing: bool = False):
         if short_policy not in ("pad", "skip"):
             raise SepbenchError(f"short_policy must be 'pad' or 'skip', got {short_policy!r}")
         info = [clip_lengths(c) for c in clips]
@@ -196,6 +197,12 @@ class FolderDataset(torch.utils.data.Dataset):
         if not self.clips:
             raise SepbenchError(f"no usable clips (segment {segment} samples, short_policy {short_policy})")
         self.segment, self.seed, self.downmix, self.epoch = segment, seed, downmix, 0
+        if dynamic_mixing and (segment is None or len(self.clips) < 2):
+            raise SepbenchError("dynamic mixing needs training crops (a segment length) and at least 2 clips")
+        self.dynamic_mixing = dynamic_mixing
+        labels = [c.snr_label for c in self.clips]
+        self.snr_range = (min(labels), max(labels))
+        self._gains: dict[int, np.ndarray] = {}
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -207,20 +214,44 @@ class FolderDataset(torch.utils.data.Dataset):
         data, _ = sf.read(str(path), start=start, stop=stop, dtype="float32", always_2d=True)
         return to_mono(data, path, self.downmix)
 
-    def __getitem__(self, index: int):
-        clip, n = self.clips[index], self.lengths[index]
+    def _crop(self, index: int, rng) -> tuple[int, int]:
+        n = self.lengths[index]
         if self.segment is None:
-            start, stop = 0, n
-        else:
-            rng = np.random.default_rng((self.seed, self.epoch, index))
-            start = int(rng.integers(0, n - self.segment + 1)) if n > self.segment else 0
-            stop = min(n, start + self.segment)
-        mix = self._read(clip.mix, start, stop)
-        sources = np.stack([self._read(clip.voice, start, stop), self._read(clip.noise, start, stop)])
-        if self.segment is not None and stop - start < self.segment:
-            pad = self.segment - (stop - start)
-            mix = np.pad(mix, (0, pad))
-            sources = np.pad(sources, ((0, 0), (0, pad)))
+            return 0, n
+        start = int(rng.integers(0, n - self.segment + 1)) if n > self.segment else 0
+        return start, min(n, start + self.segment)
+
+    def _fit(self, x: np.ndarray) -> np.ndarray:
+        return np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, self.segment - x.shape[-1])]) if self.segment else x
+
+    def _stem_gains(self, index: int) -> np.ndarray:
+        """Gains that bring the stored stems of clip `index` to their level in its mixture."""
+        if index not in self._gains:
+            clip, n = self.clips[index], self.lengths[index]
+            stems = np.stack([self._read(clip.voice, 0, n), self._read(clip.noise, 0, n)])
+            self._gains[index] = mixture_gains(stems, self._read(clip.mix, 0, n))
+        return self._gains[index]
+
+    def _remixed(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """This clip's voice, another clip's noise, an SNR drawn from the labels' range: all from
+        (seed, epoch, index), so a rerun or a resumed run sees the same examples."""
+        rng = np.random.default_rng((self.seed, self.epoch, index, 1))
+        other = int(rng.integers(len(self.clips) - 1))
+        other += other >= index
+        snr = float(rng.uniform(*self.snr_range))
+        (v0, v1), (n0, n1) = self._crop(index, rng), self._crop(other, rng)
+        voice = self._fit(self._read(self.clips[index].voice, v0, v1)) * self._stem_gains(index)[0]
+        noise = self._fit(self._read(self.clips[other].noise, n0, n1)) * self._stem_gains(other)[1]
+        mix, sources = remix(voice, noise, snr)
+        return torch.from_numpy(mix), torch.from_numpy(sources)
+
+    def __getitem__(self, index: int):
+        if self.dynamic_mixing:
+            return self._remixed(index)
+        clip = self.clips[index]
+        start, stop = self._crop(index, np.random.default_rng((self.seed, self.epoch, index)))
+        mix = self._fit(self._read(clip.mix, start, stop))
+        sources = self._fit(np.stack([self._read(clip.voice, start, stop), self._read(clip.noise, start, stop)]))
         mix, sources = torch.from_numpy(mix), torch.from_numpy(sources)
         if self.segment is not None:
             return mix, sources

@@ -18,7 +18,7 @@ from pytorch_lightning.loggers import CSVLogger
 
 from . import config as config_mod, get
 from .audio import atomic_write_text
-from .callbacks import BestExport, EpochLog, ReplaceOld, TimeBudget
+from .callbacks import BestExport, CosineSchedule, EpochLog, ReplaceOld, TimeBudget
 from .checkpoint import git_commit, versions
 from .data import FolderDataset, content_hash, data_splits
 from .errors import SepbenchError
@@ -102,7 +102,8 @@ def _loaders(cfg: dict, splits: dict, seed: int):
     probe = FolderDataset(splits["train"][:1])
     segment = int(round(seg_seconds * probe.sample_rate))
     common = dict(segment=segment, seed=seed, short_policy=cfg["data"]["short_policy"], downmix=cfg["data"]["downmix"])
-    train_set, val_set = FolderDataset(splits["train"], **common), FolderDataset(splits["val"], **common)
+    train_set = FolderDataset(splits["train"], dynamic_mixing=cfg["data"]["dynamic_mixing"], **common)
+    val_set = FolderDataset(splits["val"], **common)  # always the stored mixtures: comparable across runs
     if train_set.sample_rate != val_set.sample_rate:
         raise SepbenchError(f"train and validation sample rates differ ({train_set.sample_rate} vs {val_set.sample_rate})")
     bs, workers = cfg["optim"]["batch_size"], cfg["data"]["num_workers"]
@@ -184,8 +185,11 @@ def _train(recipe, data, profile, cfg, run_dir: Path, resume: bool, force: bool,
     n_params = sum(p.numel() for p in model.parameters())
 
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg["optim"]["lr"], weight_decay=cfg["optim"]["weight_decay"])
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, factor=cfg["optim"]["plateau_factor"], patience=cfg["optim"]["plateau_patience"])
+    o = cfg["optim"]
+    scheduler = None  # cosine: set per step by CosineSchedule
+    if o["schedule"] == "plateau":
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=o["plateau_factor"], patience=o["plateau_patience"])
     system_cls = get(recipe).system_class()
     system = system_cls(model, optimizer, build_loss(cfg["loss"], sample_rate), train_loader, val_loader,
                         scheduler=scheduler)
@@ -201,6 +205,8 @@ def _train(recipe, data, profile, cfg, run_dir: Path, resume: bool, force: bool,
                  EarlyStopping("val_loss", patience=t["early_stop_patience"]),
                  ModelCheckpoint(dirpath=run_dir, filename="last", save_top_k=1, monitor=None,
                                  save_on_train_epoch_end=True, enable_version_counter=False)]
+    if o["schedule"] == "cosine":
+        callbacks.append(CosineSchedule(o["lr"], o["warmup_steps"], o["final_lr_factor"], budget))
     for noisy in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*(does not have many workers|Checkpoint directory|LeafSpec|logging interval"

@@ -1,0 +1,80 @@
+"""Dynamic mixing (data.dynamic_mixing) and the cosine learning-rate schedule (optim.schedule)."""
+import csv
+import math
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from recipes.callbacks import cosine_factor
+from recipes.data import FolderDataset, load_split
+from recipes.mixing import mixture_gains, remix
+from recipes.train import train
+
+
+def _clips_with_other_gains(write_clip, tone_and_noise, root, n=4):
+    """Clips whose stored stems are NOT at their level in the mixture (voice x0.5 and noise x3 in
+    the files), as in the original data set."""
+    for i in range(n):
+        voice, noise = tone_and_noise(n=8000, snr_db=[-4, 0, 2, 4][i], seed=i)
+        voice = voice * (1 + i)
+        write_clip(root / "train" / f"{i + 1:04d}", 0.5 * voice, 3 * noise, snr=[-4, 0, 2, 4][i], mix=voice + noise,
+                    subtype="FLOAT")
+    return load_split(root / "train")
+
+
+def test_remixed_examples_are_sums_of_their_scaled_stems(write_clip, tone_and_noise, tmp_path):
+    clips = _clips_with_other_gains(write_clip, tone_and_noise, tmp_path)
+    ds = FolderDataset(clips, segment=4000, seed=3, dynamic_mixing=True)
+    for index in range(len(ds)):
+        mix, sources = ds[index]
+        assert np.allclose(mix.numpy(), sources.sum(0).numpy(), atol=1e-6)
+        voice_file, _ = sf.read(clips[index].voice, dtype="float32")
+        # The voice target is this clip's stored voice brought back to its mixture level (x2).
+        voice = sources[0].numpy()
+        found = any(np.allclose(voice, 2 * voice_file[s:s + 4000], atol=1e-4) for s in range(0, 4001))
+        assert found, f"clip {index}: the voice target is not a crop of its own voice at gain 2"
+        snr = 10 * math.log10(np.mean(voice.astype(np.float64) ** 2) / np.mean(sources[1].numpy().astype(np.float64) ** 2))
+        assert -4 - 1e-3 <= snr <= 4 + 1e-3  # drawn from the training labels' range
+
+
+def test_dynamic_mixing_is_deterministic_from_seed_and_epoch(write_clip, tone_and_noise, tmp_path):
+    clips = _clips_with_other_gains(write_clip, tone_and_noise, tmp_path)
+    a = FolderDataset(clips, segment=4000, seed=3, dynamic_mixing=True)
+    b = FolderDataset(clips, segment=4000, seed=3, dynamic_mixing=True)
+    assert all(np.array_equal(a[i][0], b[i][0]) for i in range(len(a)))
+    b.set_epoch(1)
+    assert not all(np.array_equal(a[i][0], b[i][0]) for i in range(len(a)))
+    c = FolderDataset(clips, segment=4000, seed=4, dynamic_mixing=True)
+    assert not all(np.array_equal(a[i][0], c[i][0]) for i in range(len(a)))
+
+
+def test_mixture_gains_and_silent_stems():
+    rng = np.random.default_rng(0)
+    sources = rng.standard_normal((2, 1000))
+    assert np.allclose(mixture_gains(sources, 0.5 * sources[0] + 3 * sources[1]), [0.5, 3])
+    mix, stems = remix(np.zeros(100), rng.standard_normal(100), 5.0)  # a silent voice keeps the noise level
+    assert np.isfinite(mix).all() and np.allclose(mix, stems[1])
+    with pytest.raises(ValueError):
+        mixture_gains(sources, np.zeros(999))
+
+
+def test_cosine_factor_warms_up_then_decays_to_its_floor():
+    assert cosine_factor(0, 0.0, 10, 0.1) == pytest.approx(0.1)
+    assert cosine_factor(9, 0.0, 10, 0.1) == pytest.approx(1.0)
+    assert cosine_factor(100, 0.5, 10, 0.1) == pytest.approx(0.55)
+    assert cosine_factor(100, 1.0, 10, 0.1) == pytest.approx(0.1)
+    assert cosine_factor(100, 3.0, 10, 0.1) == pytest.approx(0.1)  # past the budget: the floor
+    values = [cosine_factor(s, s / 50, 0, 0.0) for s in range(51)]
+    assert all(x >= y for x, y in zip(values, values[1:]))
+
+
+def test_training_with_dynamic_mixing_and_cosine_schedule(tiny_data, tmp_path):
+    result = train("lstm_mask", tiny_data, "smoke", out=tmp_path, progress=False,
+                   overrides=["data.dynamic_mixing=true", "optim.schedule=cosine", "optim.warmup_steps=2",
+                              "optim.final_lr_factor=0.1", "trainer.max_epochs=4"])
+    rows = list(csv.DictReader(open(result["run_dir"] / "log.csv")))
+    lrs = [float(r["lr"]) for r in rows]
+    # Over 4 epochs of 4 steps the LR decays along the cosine; the last step is near the floor.
+    assert lrs == sorted(lrs, reverse=True) and lrs[0] < 1e-3 and lrs[-1] < 0.2e-3
+    assert result["card"]["status"] == "complete"
