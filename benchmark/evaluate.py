@@ -5,13 +5,15 @@ Each model's rows are cached under OUT/cache/ by (checkpoint content hash, test 
 benchmark version), so a re-run evaluates nothing new. The mixture's own scores (the baseline of
 every improvement) are computed once per clip and cached the same way. How rows are computed
 (worker processes, batched inference): eval_workers.py. Every output is written to a temporary
-file and renamed, so an interrupted run leaves the previous leaderboard as it was.
+file and renamed, so an interrupted run leaves the previous leaderboard as it was, and an
+evaluation that finds no checkpoint to score is an error that writes nothing.
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -67,7 +69,6 @@ def discover(runs: Path, log) -> tuple[list[Entry], list[str]]:
     """Finished runs under runs/<recipe>/<profile>/ (best.pt + card.json); others get a note."""
     entries, errors = [], []
     if not runs.is_dir():
-        log(f"note: {runs}: no runs folder; only reference rows will be scored")
         return entries, errors
     for run in sorted(p for p in runs.glob("*/*") if p.is_dir()):
         ckpt, card_path = run / "best.pt", run / "card.json"
@@ -122,9 +123,12 @@ def evaluate(data, runs="runs", out="leaderboard", jobs: int | None = None, forc
              with_references: bool = True, device: str = "auto", batch: int | None = None, log=print) -> dict:
     """Score, aggregate and render. Returns the output paths plus `evaluated` and `cached`
     (model counts) and `failed` (one message per checkpoint that could not be scored).
-    `batch`: clips per forward pass (default 16 on a GPU, 1 on the CPU; see eval_workers)."""
+    `batch`: clips per forward pass (default 16 on a GPU, 1 on the CPU; see eval_workers).
+    `runs=None` scores the reference rows only; otherwise a runs folder without a checkpoint
+    that can be scored is an error and OUT is left as it was (a mistyped --runs must not
+    replace a leaderboard with one that has no trained model)."""
     data, clips = _test_clips(Path(data))
-    runs, out = Path(runs), Path(out)
+    runs, out = (None if runs is None else Path(runs)), Path(out)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise SepbenchError("--device cuda: no CUDA device is available here (use --device auto or cpu)")
@@ -133,22 +137,35 @@ def evaluate(data, runs="runs", out="leaderboard", jobs: int | None = None, forc
         raise SepbenchError(f"--batch {batch}: must be at least 1")
     sr = FolderDataset(clips).sample_rate  # also checks that every clip's files agree
     data_hash, commit = content_hash(clips), git_commit()
-    entries, failed = discover(runs, log)
-    for message in failed:
-        log(f"error: {message}")
+    entries, failed = [], []
+    if runs is not None:
+        if not runs.is_dir():
+            raise SepbenchError(f"{runs}: runs folder not found; nothing was evaluated and {out} was left as it was")
+        entries, failed = discover(runs, log)
+        for message in failed:
+            log(f"error: {message}")
+        if not entries:
+            raise SepbenchError(f"{runs}: no finished run (<recipe>/<profile>/best.pt with card.json) in this runs "
+                                f"folder; nothing was evaluated and {out} was left as it was")
     if with_references:
         entries += [Entry(name, "-", references.kind(name)) for name in references.names()]
     if not entries:
-        raise SepbenchError(f"nothing to evaluate: no finished runs under {runs} and references are off")
+        raise SepbenchError("nothing to evaluate: no runs folder and references are off")
     cache, tail = out / "cache", f"{data_hash}__{BENCHMARK_VERSION}.csv"
     runner, inputs, frames = Runner(max(1, jobs or os.cpu_count() or 1), log), None, []
     counts = {"evaluated": 0, "cached": 0}
+    n_trained = sum(e.kind == "trained" for e in entries)
     # Metrics call numpy/scipy's OpenBLAS, whose idle threads keep spinning and took the cores
     # from the model run in this process (jobs 1, or batched): separation took 2.5x longer.
     # Spawned workers get one thread of each through their environment (eval_workers).
     blas = threadpoolctl.threadpool_limits(limits=1, user_api="blas")
     try:
-        for entry in entries:
+        for i, entry in enumerate(entries):
+            if i == n_trained and runs is not None and not frames:
+                # Checked before the references are computed: they would only fill a leaderboard
+                # without a trained model, which must not replace the previous one.
+                raise SepbenchError(f"{runs}: no checkpoint could be scored ({'; '.join(failed)}); "
+                                    f"{out} was left as it was")
             path = cache / f"{entry.model}__{entry.profile}__{entry.checkpoint_hash or 'ref'}__{tail}"
             df = _cached(path, clips, force)
             if df is not None:
@@ -176,8 +193,10 @@ def evaluate(data, runs="runs", out="leaderboard", jobs: int | None = None, forc
             counts["evaluated"] += 1
             frames.append(df)
             n_bad = int((df["failure_reason"] != "").sum())
-            log(f"{entry.label:<28} {len(rows)} clips in {wall:.1f} s ({len(rows) / wall:.1f} clips/s, "
-                f"separation RTF {df['rtf'].mean():.4f}){f', {n_bad} with failures' if n_bad else ''}")
+            rtf = df["rtf"].mean()  # NaN when every clip failed: there is no separation time to show
+            speed = f"separation RTF {rtf:.4f}" if math.isfinite(rtf) else "no clip was separated"
+            log(f"{entry.label:<28} {len(rows)} clips in {wall:.1f} s ({len(rows) / max(wall, 1e-9):.1f} clips/s, "
+                f"{speed}){f', {n_bad} with failures' if n_bad else ''}")
     finally:
         runner.close()
         blas.restore_original_limits()
@@ -226,7 +245,10 @@ def _write_outputs(frames, entries, data, data_hash, n_clips, out: Path, log) ->
 def add_arguments(parser) -> None:
     parser.add_argument("--data", required=True, help="test split folder (numbered clip folders), or a data set "
                         "root holding test/")
-    parser.add_argument("--runs", default="runs", help="runs folder: runs/<recipe>/<profile>/best.pt + card.json")
+    parser.add_argument("--runs", default="runs", help="runs folder: runs/<recipe>/<profile>/best.pt + card.json "
+                        "(finding no checkpoint there is an error)")
+    parser.add_argument("--references-only", action="store_true", help="score only the mixture and oracle rows, "
+                        "no trained models (ignores --runs)")
     parser.add_argument("--out", default="leaderboard", help="output folder (results, summary, LEADERBOARD.md, cache/)")
     parser.add_argument("--jobs", type=int, default=None, help="worker processes (default: number of cores)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where models run")
@@ -237,6 +259,6 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    result = evaluate(args.data, args.runs, args.out, jobs=args.jobs, force=args.force,
+    result = evaluate(args.data, None if args.references_only else args.runs, args.out, jobs=args.jobs, force=args.force,
                       with_references=not args.no_references, device=args.device, batch=args.batch)
     return 1 if result["failed"] else 0

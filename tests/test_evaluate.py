@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -240,8 +241,7 @@ def test_a_failing_pesq_is_an_empty_cell_and_a_reason(tmp_path, write_clip):
     noise = (0.05 * rng.standard_normal(8000)).astype(np.float32)
     write_clip(tmp_path / "test/0001", speech, noise, snr=0)
     write_clip(tmp_path / "test/0002", whistle, noise, snr=0)
-    result = ev.evaluate(tmp_path / "test", tmp_path / "no_runs", tmp_path / "out", jobs=1, device="cpu",
-                         log=lambda *_: None)
+    result = ev.evaluate(tmp_path / "test", None, tmp_path / "out", jobs=1, device="cpu", log=lambda *_: None)
     lines = Path(result["results"]).read_text(encoding="utf-8").splitlines()
     header = lines[0].split(",")
     col, reason = header.index("voice_pesq_nb"), header.index("failure_reason")
@@ -294,3 +294,61 @@ def test_mixture_reference_is_the_mixture_twice():
     mix = sources.sum(axis=0)
     assert references.kind("mixture") == "reference"
     assert np.array_equal(references.estimate("mixture", mix, sources, 8000), np.stack([mix, mix]))
+
+
+# ---- never lose a leaderboard, never trust a name ----
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _evaluate_cli(data, runs, out, *extra) -> int:
+    return cli.main(["evaluate", "--data", str(data), "--runs", str(runs), "--out", str(out), "--jobs", "1",
+                     "--device", "cpu", *extra])
+
+
+def _one_error_line(capsys) -> str:
+    printed = capsys.readouterr()
+    assert "Traceback" not in printed.err and printed.err.count("\n") == 1, printed.err
+    return printed.err
+
+
+@pytest.mark.parametrize("case", ["mistyped", "empty", "unfinished"])
+def test_finding_no_checkpoint_is_an_error_and_keeps_the_leaderboard(first, tmp_path, tiny_data, capsys, case):
+    runs, out = copy_of(first, tmp_path)
+    before = _files(out)
+    if case == "mistyped":
+        runs = tmp_path / "rnus"
+    elif case == "empty":
+        runs = tmp_path / "empty_runs"
+        runs.mkdir()
+    else:
+        for card in runs.glob("*/*/card.json"):
+            card.unlink()
+    rc = _evaluate_cli(tiny_data / "test", runs, out)
+    err = _one_error_line(capsys)
+    assert rc == 2 and f"{runs}:" in err and f"{out} was left as it was" in err
+    assert _files(out) == before
+
+
+def test_no_scorable_checkpoint_is_an_error_and_keeps_the_leaderboard(first, tmp_path, tiny_data, capsys,
+                                                                       monkeypatch):
+    runs, out = copy_of(first, tmp_path)
+    for ckpt in runs.glob("*/*/best.pt"):
+        ckpt.write_bytes(b"not a checkpoint")
+    before = _files(out)
+    monkeypatch.setattr(eval_workers, "_run_task", lambda task: pytest.fail("nothing should be computed"))
+    rc = _evaluate_cli(tiny_data / "test", runs, out, "--force")
+    printed = capsys.readouterr()
+    assert rc == 2 and "Traceback" not in printed.err
+    assert f"{runs}: no checkpoint could be scored" in printed.err and printed.err.count("\n") == 1
+    assert _files(out) == before
+
+
+def test_references_only_is_explicit(tmp_path, tiny_data, capsys):
+    rc = cli.main(["evaluate", "--data", str(tiny_data / "test"), "--references-only", "--runs",
+                   str(tmp_path / "ignored"), "--out", str(tmp_path / "out"), "--jobs", "1", "--device", "cpu"])
+    assert rc == 0
+    assert set(aggregate.read_results(tmp_path / "out" / "results.csv")["kind"]) == {"reference", "oracle"}
+    assert "No trained models yet" in (tmp_path / "out" / "LEADERBOARD.md").read_text(encoding="utf-8")
+
