@@ -5,8 +5,9 @@ Each model's rows are cached under OUT/cache/ by (checkpoint content hash, test 
 benchmark version), so a re-run evaluates nothing new. The mixture's own scores (the baseline of
 every improvement) are computed once per clip and cached the same way. How rows are computed
 (worker processes, batched inference): eval_workers.py. Every output is written to a temporary
-file and renamed, so an interrupted run leaves the previous leaderboard as it was, and an
-evaluation that finds no checkpoint to score is an error that writes nothing.
+file and renamed, so an interrupted run leaves the previous leaderboard as it was; one evaluation
+at a time holds OUT (recipes/lock.py), and one that finds no checkpoint to score is an error
+that writes nothing.
 """
 from __future__ import annotations
 
@@ -23,10 +24,11 @@ import pandas as pd
 import threadpoolctl
 import torch
 
-from recipes.audio import atomic_path
+from recipes.audio import atomic_path, remove_stale_temps
 from recipes.checkpoint import git_commit, load_model
 from recipes.data import FOLDER_RE, FolderDataset, content_hash, load_split
 from recipes.errors import SepbenchError
+from recipes.lock import exclusive_lock
 
 from . import __version__, aggregate, references
 from .eval_workers import Runner, run_batched, run_per_clip
@@ -136,7 +138,6 @@ def evaluate(data, runs="runs", out="leaderboard", jobs: int | None = None, forc
     if batch < 1:
         raise SepbenchError(f"--batch {batch}: must be at least 1")
     sr = FolderDataset(clips).sample_rate  # also checks that every clip's files agree
-    data_hash, commit = content_hash(clips), git_commit()
     entries, failed = [], []
     if runs is not None:
         if not runs.is_dir():
@@ -151,6 +152,16 @@ def evaluate(data, runs="runs", out="leaderboard", jobs: int | None = None, forc
         entries += [Entry(name, "-", references.kind(name)) for name in references.names()]
     if not entries:
         raise SepbenchError("nothing to evaluate: no runs folder and references are off")
+    with exclusive_lock(out, "evaluation"):
+        # Only this process may write here now, so any temp file of ours is a killed run's.
+        for folder in (out, out / "cache"):
+            for path in remove_stale_temps(folder):
+                log(f"note: removed {path}, left by an interrupted run")
+        return _evaluate_locked(clips, sr, data, runs, out, entries, failed, jobs, force, device, batch, log)
+
+
+def _evaluate_locked(clips, sr, data, runs, out, entries, failed, jobs, force, device, batch, log) -> dict:
+    data_hash, commit = content_hash(clips), git_commit()
     cache, tail = out / "cache", f"{data_hash}__{BENCHMARK_VERSION}.csv"
     runner, inputs, frames = Runner(max(1, jobs or os.cpu_count() or 1), log), None, []
     counts = {"evaluated": 0, "cached": 0}

@@ -5,6 +5,9 @@ import json
 import math
 import os
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +19,7 @@ import recipes
 from benchmark import aggregate, cli, references
 from benchmark import eval_workers
 from benchmark import evaluate as ev
+from recipes.audio import temp_prefix
 from recipes.checkpoint import save_model
 from recipes.data import FolderDataset, load_split
 
@@ -71,7 +75,9 @@ def test_every_output_is_written(first):
     assert sum("clips/s" in line for line in lines) == N_MODELS + 1  # one line per model + the baseline
     text = Path(result["leaderboard"]).read_text(encoding="utf-8")
     assert "conv_tasnet" in text and "lstm_mask" in text and "oracle_wiener" in text
-    assert not [p for p in (root / "out").iterdir() if p.name.startswith(".")]  # no temp files left
+    hidden = {p.name for p in (root / "out").iterdir() if p.name.startswith(".")}
+    assert hidden == {".lock"}  # no temp files left; the lock file stays, naming no one
+    assert (root / "out" / ".lock").read_text() == ""
 
 
 def test_rows_columns_and_references(first, tiny_data):
@@ -352,3 +358,34 @@ def test_references_only_is_explicit(tmp_path, tiny_data, capsys):
     assert set(aggregate.read_results(tmp_path / "out" / "results.csv")["kind"]) == {"reference", "oracle"}
     assert "No trained models yet" in (tmp_path / "out" / "LEADERBOARD.md").read_text(encoding="utf-8")
 
+
+def test_a_second_evaluation_of_the_same_folder_is_refused(first, tmp_path, tiny_data, capsys):
+    from recipes.lock import exclusive_lock
+
+    runs, out = copy_of(first, tmp_path)
+    before = _files(out)
+    with exclusive_lock(out, "evaluation"):
+        rc = _evaluate_cli(tiny_data / "test", runs, out)
+        err = _one_error_line(capsys)
+    assert rc == 2
+    assert f"{out}: locked by another sepbench evaluation (PID {os.getpid()}); wait for it or stop it" in err
+    assert _files(out) == before  # the holder's .lock was not touched either
+
+
+def test_stale_temp_files_of_a_killed_run_are_removed_at_start(first, tmp_path, tiny_data, capsys):
+    runs, out = copy_of(first, tmp_path)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    host = temp_prefix(out / "x").split("-")[2]
+    stale = [out / f".results.csv.sepbench-{dead}-{host}-abcd_123.tmp.csv",  # its writer is gone
+             out / "cache" / ".inputs-0.csv.k2j4h5g6.tmp.csv"]  # an older sepbench's, hours old
+    kept = [out / f".summary.csv.sepbench-{os.getppid()}-{host}-zzzzzzzz.tmp.csv",  # writer alive
+            out / ".my_notes.txt"]  # not ours
+    for path in stale + kept:
+        path.write_bytes(b"x" * 100)
+        os.utime(path, (time.time() - 7200, time.time() - 7200))
+    rc = _evaluate_cli(tiny_data / "test", runs, out)
+    printed = capsys.readouterr().out
+    assert rc == 0
+    assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)
+    assert all(f"note: removed {p}" in printed for p in stale)
