@@ -7,7 +7,8 @@ every improvement) are computed once per clip and cached the same way. How rows 
 (worker processes, batched inference): eval_workers.py. Every output is written to a temporary
 file and renamed, so an interrupted run leaves the previous leaderboard as it was; one evaluation
 at a time holds OUT (recipes/lock.py), and one that finds no checkpoint to score is an error
-that writes nothing.
+that writes nothing. Model and profile names come from the run folders' names (never from
+card.json) and cache file names are hashes, so no name read from a file becomes a path.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from recipes.checkpoint import git_commit, load_model
 from recipes.data import FOLDER_RE, FolderDataset, content_hash, load_split
 from recipes.errors import SepbenchError
 from recipes.lock import exclusive_lock
+from recipes.names import RULE, is_safe_name
 
 from . import __version__, aggregate, references
 from .eval_workers import Runner, run_batched, run_per_clip
@@ -68,12 +70,17 @@ def file_hash(path: Path) -> str:
 
 
 def discover(runs: Path, log) -> tuple[list[Entry], list[str]]:
-    """Finished runs under runs/<recipe>/<profile>/ (best.pt + card.json); others get a note."""
+    """Finished runs under runs/<recipe>/<profile>/ (best.pt + card.json); others get a note.
+    Recipe and profile are the folder names: card.json is only displayed, never a path."""
     entries, errors = [], []
     if not runs.is_dir():
         return entries, errors
     for run in sorted(p for p in runs.glob("*/*") if p.is_dir()):
         ckpt, card_path = run / "best.pt", run / "card.json"
+        recipe, profile = run.parent.name, run.name
+        if not (is_safe_name(recipe) and is_safe_name(profile)):
+            errors.append(f"{run}: run folder names must use {RULE}; not scored")
+            continue
         missing = [p.name for p in (ckpt, card_path) if not p.is_file()]
         if missing:
             log(f"note: skipped {run}: no {' or '.join(missing)} (training not finished?)")
@@ -83,13 +90,24 @@ def discover(runs: Path, log) -> tuple[list[Entry], list[str]]:
         except (OSError, ValueError) as exc:
             errors.append(f"{card_path}: unreadable run card ({exc})")
             continue
+        if not isinstance(card, dict):
+            errors.append(f"{card_path}: unreadable run card (not a JSON object)")
+            continue
         if card.get("status", "complete") != "complete":
             log(f"note: skipped {run}: run status is {card.get('status')!r}, not 'complete'")
             continue
-        entries.append(Entry(str(card.get("recipe", run.parent.name)), str(card.get("profile", run.name)), "trained",
-                             str(ckpt.resolve()), f"{runs.name}/{ckpt.relative_to(runs).as_posix()}",
-                             file_hash(ckpt), card))
+        for key, name in (("recipe", recipe), ("profile", profile)):
+            if card.get(key, name) != name:
+                log(f"note: {card_path}: {key} {card.get(key)!r} differs from the folder name; using {name!r}")
+        entries.append(Entry(recipe, profile, "trained", str(ckpt.resolve()),
+                             f"{runs.name}/{ckpt.relative_to(runs).as_posix()}", file_hash(ckpt), card))
     return entries, errors
+
+
+def _cache_file(cache: Path, kind: str, *key: str) -> Path:
+    """A cache file named by a hash of its key: names and versions never become path parts."""
+    digest = hashlib.sha256("\0".join(key).encode("utf-8")).hexdigest()[:32]
+    return cache / f"{kind}-{digest}.csv"
 
 
 def _test_clips(data: Path):
@@ -162,7 +180,7 @@ def evaluate(data, runs="runs", out="leaderboard", jobs: int | None = None, forc
 
 def _evaluate_locked(clips, sr, data, runs, out, entries, failed, jobs, force, device, batch, log) -> dict:
     data_hash, commit = content_hash(clips), git_commit()
-    cache, tail = out / "cache", f"{data_hash}__{BENCHMARK_VERSION}.csv"
+    cache = out / "cache"
     runner, inputs, frames = Runner(max(1, jobs or os.cpu_count() or 1), log), None, []
     counts = {"evaluated": 0, "cached": 0}
     n_trained = sum(e.kind == "trained" for e in entries)
@@ -177,7 +195,8 @@ def _evaluate_locked(clips, sr, data, runs, out, entries, failed, jobs, force, d
                 # without a trained model, which must not replace the previous one.
                 raise SepbenchError(f"{runs}: no checkpoint could be scored ({'; '.join(failed)}); "
                                     f"{out} was left as it was")
-            path = cache / f"{entry.model}__{entry.profile}__{entry.checkpoint_hash or 'ref'}__{tail}"
+            path = _cache_file(cache, entry.kind, entry.model, entry.profile, entry.checkpoint_hash,
+                               data_hash, BENCHMARK_VERSION)
             df = _cached(path, clips, force)
             if df is not None:
                 df["checkpoint"] = entry.checkpoint_rel  # the run folder may have moved since
@@ -191,7 +210,8 @@ def _evaluate_locked(clips, sr, data, runs, out, entries, failed, jobs, force, d
                 log(f"error: {problem}")
                 continue
             if inputs is None:
-                inputs = _inputs(runner, clips, cache / f"inputs__{tail}", force, device, log)
+                inputs = _inputs(runner, clips, _cache_file(cache, "inputs", data_hash, BENCHMARK_VERSION),
+                                 force, device, log)
             if entry.kind == "trained" and batch > 1:
                 rows, wall = run_batched(runner, entry.spec, clips, inputs, device, batch)
             else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -370,6 +371,29 @@ def test_a_second_evaluation_of_the_same_folder_is_refused(first, tmp_path, tiny
     assert rc == 2
     assert f"{out}: locked by another sepbench evaluation (PID {os.getpid()}); wait for it or stop it" in err
     assert _files(out) == before  # the holder's .lock was not touched either
+
+
+def test_names_come_from_folder_names_and_never_leave_the_output_folder(first, tmp_path, tiny_data, capsys):
+    runs, out = copy_of(first, tmp_path)
+    outside = tmp_path / "outside"
+    card = runs / "conv_tasnet" / "tiny" / "card.json"
+    # Relative ../ and an absolute recipe: each used to put a cache file outside --out.
+    card.write_text(json.dumps({**json.loads(card.read_text()), "recipe": str(outside / "evil"),
+                                "profile": "../../../../../../x"}), encoding="utf-8")
+    shutil.copytree(runs / "lstm_mask" / "tiny", runs / "lstm_mask" / "bad name")
+    before = {p for p in tmp_path.rglob("*") if out not in p.parents}
+    rc = _evaluate_cli(tiny_data / "test", runs, out, "--force", "--no-references")
+    printed = capsys.readouterr()
+    assert rc == 1  # the run folder with the unsafe name is an error; the others are scored
+    errors = [line for line in printed.out.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "bad name: run folder names must use only letters" in errors[0]
+    assert "differs from the folder name; using 'conv_tasnet'" in printed.out
+    assert {p for p in tmp_path.rglob("*") if out not in p.parents} == before
+    assert not outside.exists()
+    df = aggregate.read_results(out / "results.csv")
+    assert set(zip(df["model"], df["profile"])) == {("conv_tasnet", "tiny"), ("lstm_mask", "tiny")}
+    assert all(re.fullmatch(r"(trained|inputs|reference|oracle)-[0-9a-f]{32}\.csv", p.name)
+               for p in (out / "cache").iterdir())
 
 
 def test_stale_temp_files_of_a_killed_run_are_removed_at_start(first, tmp_path, tiny_data, capsys):
