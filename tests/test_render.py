@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -99,3 +100,49 @@ def test_plot_is_a_deterministic_png(summary, tmp_path):
     assert b"matplotlib" not in png  # no version stamp that would change with the library
     render.plot(summary, tmp_path / "p.png")
     assert (tmp_path / "p.png").read_bytes() == png
+
+
+HOSTILE = ["<script>alert(1)</script>", "a|b", "$\\frac{1}{$", "$x^2$", "_hidden", "**bold** [x](y) `c` ~~s~~",
+           "two\nlines", "back\\slash & co"]
+
+
+@pytest.fixture(scope="module")
+def hostile_summary() -> pd.DataFrame:
+    df = fixed_results()
+    names = {"conv_tasnet": HOSTILE[0], "lstm_mask": HOSTILE[1], "oracle_irm": HOSTILE[2]}
+    df["model"] = df["model"].replace(names)
+    df.loc[df["model"] == HOSTILE[0], "profile"] = "|".join(HOSTILE[3:])
+    return aggregate.summarize(df)
+
+
+def _unescaped_pipes(line: str) -> int:
+    return len(re.findall(r"(?<!\\)\|", line))
+
+
+def test_names_are_escaped_for_markdown(hostile_summary):
+    info = {**INFO, "data": "data/`x`/<b>|y</b>\n# heading", "git_commit": "<i>abc</i>|def"}
+    text = render.render(hostile_summary, {}, info)
+    assert "<script>" not in text and "<i>" not in text and "<b>" not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text and "&lt;i&gt;abc&lt;/i&gt;\\|def" in text
+    assert "a\\|b" in text and "\\$\\\\frac{1}{\\$" in text and "\\*\\*bold\\*\\* \\[x\\](y) \\`c\\` \\~\\~s\\~\\~" in text
+    assert "\\_hidden" in text and "conv_tasnet" not in text
+    assert "\n# heading" not in text  # a newline in a value never starts a Markdown block
+    assert "- Test set: data/\\`x\\`/&lt;b&gt;\\|y&lt;/b&gt; # heading (content hash `0123456789abcdef`" in text
+    for table in (render.main_table(hostile_summary, {}), render.reference_table(hostile_summary),
+                  render.snr_table(hostile_summary)):
+        lines = table.splitlines()
+        assert all(line.startswith("|") for line in lines)  # no row split by a newline
+        assert len({_unescaped_pipes(line) for line in lines}) == 1  # no column added by a '|'
+
+
+def test_plot_shows_names_as_plain_text(hostile_summary):
+    # '$\frac{1}{$' used to make matplotlib's math parser raise, and no leaderboard was written.
+    png = render.plot_png(hostile_summary)
+    assert png.startswith(b"\x89PNG") and render.plot_png(hostile_summary) == png
+    from matplotlib.figure import Figure
+    import matplotlib
+
+    with matplotlib.rc_context({"text.parse_math": False}):
+        ax = Figure().add_subplot()
+        ax.plot([0], [0], label=render._label("_hidden"))
+        assert [t.get_text() for t in ax.legend().get_texts()] == ["\u200b_hidden"]
