@@ -23,8 +23,14 @@ def frame_stride(model: torch.nn.Module) -> int:
 
 
 def _min_length(model: torch.nn.Module) -> int:
-    size = getattr(getattr(model, "encoder", None), "kernel_size", None)
-    return int(size) if isinstance(size, int) and size > 0 else 1
+    encoder = getattr(model, "encoder", None)
+    # asteroid's Encoder keeps the kernel size on its filterbank, not on itself: looking only
+    # at the encoder let a 1-sample input reach conv1d, which refused it.
+    for holder in (encoder, getattr(encoder, "filterbank", None)):
+        size = getattr(holder, "kernel_size", None)
+        if isinstance(size, int) and size > 0:
+            return size
+    return 1
 
 
 @torch.no_grad()

@@ -12,6 +12,8 @@ Per input, in bounded memory whatever its length:
    are both scaled by ONE gain so the larger peak lands on PEAK_LIMIT (voice + noise then still
    add up to the scaled mixture); otherwise the samples are written unchanged. The temp files are
    converted to the input's format and subtype in blocks and renamed into place (atomic).
+A problem with one input (unreadable, non-finite samples, an output that cannot be written, two
+inputs that would write the same outputs) is one line for that file and the others go on.
 Resampling the input and the model output per block (rather than the whole file, or a chunk with
 ad-hoc padding) is what keeps memory flat and leaves no seams at chunk borders.
 """
@@ -38,6 +40,9 @@ HELP = "separate your own WAV/FLAC files (or folders) into <name>_voice and <nam
 PEAK_LIMIT = 0.99           # -0.09 dBFS: headroom for integer rounding in PCM/FLAC subtypes
 CONTEXT_SECONDS = 1.0       # covers the paper-size Conv-TasNet's receptive field (0.77 s each side)
 FADE_SECONDS = 0.25         # hides seams of models with utterance-level state (BiLSTM, gLN)
+# Shorter chunks each still carry 2 x context: at 1 ms and 1 s of context a model ran 2000
+# times per second of audio.
+MIN_CHUNK_SECONDS = 0.1
 _BLOCK = 1 << 16            # frames per block when converting the float temp files
 BEST_METRIC = "voice_sisdri"
 
@@ -178,11 +183,16 @@ def separate_files(checkpoint_path, inputs, out="separated", *, device: str = "c
                    downmix: bool = False, overwrite: bool = False) -> dict:
     """Separate every input file; one stderr line per problem input, which is skipped. A bad
     checkpoint raises SepbenchError (nothing can be separated). Returns the run's summary."""
+    if not (chunk_seconds == 0 or chunk_seconds >= MIN_CHUNK_SECONDS):  # NaN is refused too
+        raise SepbenchError(f"--chunk-seconds {chunk_seconds:g}: must be 0 (whole files) or at least "
+                            f"{MIN_CHUNK_SECONDS:g}")
+    if not context_seconds >= 0:
+        raise SepbenchError(f"--context-seconds {context_seconds:g}: must be 0 or more")
     device = pick_device(device)
     model, payload = load_model(checkpoint_path)
     model.to(device)
     rate = payload["sample_rate"]
-    chunk = round(chunk_seconds * rate) if chunk_seconds and chunk_seconds > 0 else None
+    chunk = round(chunk_seconds * rate) if chunk_seconds > 0 else None
     context = round(context_seconds * rate)
     fade = min(round(fade_seconds * rate), chunk // 2) if chunk else 0
     jobs = find_inputs(inputs, out)
@@ -196,9 +206,10 @@ def separate_files(checkpoint_path, inputs, out="separated", *, device: str = "c
             if error:
                 raise SepbenchError(f"{src}: {error}")
             outs = output_paths(stem, src)
-            other = next((claimed[p] for p in outs if p.resolve() in claimed), None)
-            if other is not None:
-                raise SepbenchError(f"{src}: its outputs would replace those of {other}; separate them in two runs")
+            other = next((claimed[p.resolve()] for p in outs if p.resolve() in claimed), None)
+            if other is not None:  # e.g. a/x.wav and b/x.wav: both would write OUT/x_voice.wav
+                raise SepbenchError(f"{src}: not separated: its outputs {outs[0]} and {outs[1]} are those of "
+                                    f"{other} in this run; separate it with another --out")
             claimed.update({p.resolve(): src for p in outs})
             existing = [str(p) for p in outs if p.exists()]
             if existing and not overwrite:
@@ -213,19 +224,28 @@ def separate_files(checkpoint_path, inputs, out="separated", *, device: str = "c
             summary["outputs"] += [str(p) for p in outs]
             note = f", scaled by {20 * math.log10(gain):.1f} dB to avoid clipping" if gain < 1 else ""
             progress.line(f"separate: [{i}/{len(jobs)}] {src}: {seconds:.1f} s in {wall:.1f} s{note}")
-        except SepbenchError as exc:
+        except Exception as exc:  # one file's problem, whatever it is, must not stop the others
+            message = str(exc) if isinstance(exc, SepbenchError) else f"{src}: {_describe(exc)}"
             summary["failed"] += 1
-            summary["errors"].append((str(src), str(exc)))
-            progress.line(f"separate: [{i}/{len(jobs)}] error: {exc}")
+            summary["errors"].append((str(src), message))
+            progress.line(f"separate: [{i}/{len(jobs)}] error: {message}")
         finally:
             progress.end_file()
     progress.close()
     summary["wall_seconds"] = time.perf_counter() - t_all
     summary["rtf"] = summary["wall_seconds"] / summary["audio_seconds"] if summary["audio_seconds"] else float("nan")
-    print(f"separate: {summary['done']} done, {summary['failed']} failed, {summary['skipped']} kept; "
-          f"{summary['audio_seconds']:.1f} s of audio in {summary['wall_seconds']:.1f} s "
-          f"(real-time factor {summary['rtf']:.3f})")
+    timing = (f"{summary['audio_seconds']:.1f} s of audio in {summary['wall_seconds']:.1f} s "
+              f"(real-time factor {summary['rtf']:.3f})" if summary["audio_seconds"] else "nothing was separated")
+    print(f"separate: {summary['done']} done, {summary['failed']} failed, {summary['skipped']} kept; {timing}")
     return summary
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for an unexpected error: an OSError's reason and file, else type and last line."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[-1]}" if lines else type(exc).__name__
 
 
 def separate_file(model, rate: int, src: Path, outs: tuple[Path, Path], chunk, context: int, fade: int,
@@ -239,20 +259,42 @@ def separate_file(model, rate: int, src: Path, outs: tuple[Path, Path], chunk, c
     to_model, to_input = StreamResampler(sr, rate), StreamResampler(rate, sr)
     m = to_model.out_length(n)
     progress.start_file(src.name, 1 + -(-(m - chunk) // (chunk - fade)) if chunk and chunk < m else 1)
-    outs[0].parent.mkdir(parents=True, exist_ok=True)
-    temps = [tempfile.NamedTemporaryFile(dir=p.parent, prefix=f".{p.name}.", suffix=".f32", delete=False) for p in outs]
+    temps = []
     try:
+        try:
+            outs[0].parent.mkdir(parents=True, exist_ok=True)
+            for p in outs:
+                temps.append(tempfile.NamedTemporaryFile(dir=p.parent, prefix=f".{p.name}.", suffix=".f32",
+                                                         delete=False))
+        except OSError as exc:
+            reason = ("not a folder" if isinstance(exc, (FileExistsError, NotADirectoryError))
+                      else exc.strerror or type(exc).__name__)
+            raise SepbenchError(f"{src}: cannot write its outputs into {outs[0].parent} ({reason})") from None
         with sf.SoundFile(str(src)) as fh:
             def read_input(a: int, b: int) -> np.ndarray:
                 fh.seek(a)
                 x = fh.read(b - a, dtype="float32", always_2d=True)
                 if len(x) != b - a:
                     raise SepbenchError(f"{src}: file ends early ({a + len(x)} of {n} frames readable)")
+                finite = np.isfinite(x).all(axis=1)
+                if not finite.all():  # checked here, or the model would be blamed for its output
+                    raise SepbenchError(f"{src}: holds non-finite samples (NaN or infinity) from frame "
+                                        f"{a + int(np.argmin(finite))}; not separated")
                 return (x.mean(axis=1, keepdims=True) if downmix else x).T  # [C, frames]
 
             def on_chunks():
-                for start, est in iter_separate(model, lambda lo, hi: to_model(read_input, n, lo, hi), m,
-                                                chunk, context, fade, device):
+                blocks = iter_separate(model, lambda lo, hi: to_model(read_input, n, lo, hi), m,
+                                       chunk, context, fade, device)
+                while True:
+                    try:
+                        start, est = next(blocks)
+                    except StopIteration:
+                        return
+                    except (SepbenchError, OSError, sf.LibsndfileError):
+                        raise
+                    except Exception as exc:  # not the reader's (it raises the above): the model's
+                        raise SepbenchError(f"{src}: the model failed on this input ({m} samples at {rate} Hz): "
+                                            f"{_describe(exc)}") from None
                     progress.chunk()
                     yield start, est.reshape(out_ch * 2, -1)  # rows: ch0 voice, ch0 noise, ch1 voice, ...
 
@@ -268,8 +310,7 @@ def separate_file(model, rate: int, src: Path, outs: tuple[Path, Path], chunk, c
             tmp.close()
             _convert(Path(tmp.name), dst, gain, sr, out_ch, info.format, info.subtype)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        last = str(exc).strip().splitlines()
-        raise SepbenchError(f"{src}: {last[-1] if last else type(exc).__name__}") from None
+        raise SepbenchError(f"{src}: {_describe(exc)}") from None
     finally:
         for tmp in temps:
             tmp.close()

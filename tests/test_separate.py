@@ -279,3 +279,112 @@ def test_chunked_file_equals_whole_file_through_resampling(tmp_path, tiny_ckpt):
     whole, _ = sf.read(tmp_path / "whole" / "long_voice.wav")
     chunked, _ = sf.read(tmp_path / "chunked" / "long_voice.wav")
     assert np.abs(chunked - whole).max() <= 1e-4 * np.abs(whole).max()
+
+
+# ---- one bad input is one line; the others are separated ----
+
+def _errors(capsys) -> tuple[list[str], str]:
+    printed = capsys.readouterr()
+    assert "Traceback" not in printed.err
+    return [line for line in printed.err.splitlines() if "error:" in line], printed.out
+
+
+def test_same_file_name_in_two_folders_is_refused_for_the_second(tmp_path, passthrough, capsys):
+    for folder, gain in (("a", 0.5), ("b", 0.25)):
+        (tmp_path / folder).mkdir()
+        sf.write(tmp_path / folder / "x.wav", gain * tones(RATE, RATE), RATE, subtype="FLOAT")
+    sf.write(tmp_path / "z.wav", tones(RATE, RATE), RATE)
+    out = tmp_path / "out"
+    rc = cli(["--checkpoint", passthrough(), tmp_path / "a" / "x.wav", tmp_path / "b" / "x.wav", tmp_path / "z.wav",
+              "--out", out])
+    errors, printed = _errors(capsys)
+    assert rc == 1 and len(errors) == 1  # used to be a KeyError that also skipped z.wav
+    assert f"{tmp_path / 'b' / 'x.wav'}: not separated" in errors[0] and str(tmp_path / "a" / "x.wav") in errors[0]
+    assert "2 done, 1 failed" in printed
+    voice, _ = sf.read(out / "x_voice.wav", dtype="float32")
+    assert np.abs(voice - 0.5 * tones(RATE, RATE)[:, 0]).max() < 1e-6  # a/x.wav's, not replaced
+    assert (out / "z_voice.wav").is_file()
+
+
+def test_an_output_folder_that_cannot_be_written_is_one_line_per_file(tmp_path, passthrough, capsys, monkeypatch):
+    sf.write(tmp_path / "x.wav", tones(RATE, RATE), RATE)
+    sf.write(tmp_path / "y.wav", tones(RATE, RATE), RATE)
+    blocker = tmp_path / "out"
+    blocker.write_text("a file where the output folder should be")
+    rc = cli(["--checkpoint", passthrough(), tmp_path / "x.wav", tmp_path / "y.wav", "--out", blocker])
+    errors, printed = _errors(capsys)
+    assert rc == 1 and len(errors) == 2 and all(f"into {blocker} (not a folder)" in e for e in errors)
+    assert "nothing was separated" in printed and "nan" not in printed
+    assert blocker.read_text() == "a file where the output folder should be"
+    # Permission denied (simulated: the tests may run as root, who may write anywhere).
+    real = separate_cmd.tempfile.NamedTemporaryFile
+
+    def no_write_for_x(*args, **kwargs):
+        if kwargs["prefix"].startswith(".x_"):
+            raise PermissionError(13, "Permission denied", kwargs["dir"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(separate_cmd.tempfile, "NamedTemporaryFile", no_write_for_x)
+    rc = cli(["--checkpoint", passthrough(), tmp_path / "x.wav", tmp_path / "y.wav", "--out", tmp_path / "o2"])
+    errors, _ = _errors(capsys)
+    assert rc == 1 and len(errors) == 1 and "x.wav: cannot write its outputs into" in errors[0]
+    assert "(Permission denied)" in errors[0]
+    assert (tmp_path / "o2" / "y_voice.wav").is_file()
+    assert not [p for p in (tmp_path / "o2").iterdir() if p.name.startswith(".")]  # no temp left behind
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_output_folder_is_one_line(tmp_path, passthrough, capsys):
+    sf.write(tmp_path / "x.wav", tones(RATE, RATE), RATE)
+    (tmp_path / "ro").mkdir(mode=0o500)
+    try:
+        rc = cli(["--checkpoint", passthrough(), tmp_path / "x.wav", "--out", tmp_path / "ro"])
+    finally:
+        (tmp_path / "ro").chmod(0o700)
+    errors, _ = _errors(capsys)
+    assert rc == 1 and len(errors) == 1 and "(Permission denied)" in errors[0]
+
+
+def test_a_one_sample_input_is_separated_and_tiny_chunks_are_refused(tmp_path, tiny_ckpt, capsys):
+    # conv_tasnet's 16-sample filterbank used to refuse it with raw PyTorch text.
+    sf.write(tmp_path / "one.wav", np.array([0.1], dtype=np.float32), RATE, subtype="FLOAT")
+    assert cli(["--checkpoint", tiny_ckpt, tmp_path / "one.wav", "--out", tmp_path / "out"]) == 0
+    assert sf.info(str(tmp_path / "out" / "one_voice.wav")).frames == 1
+    capsys.readouterr()
+    assert cli(["--checkpoint", tiny_ckpt, tmp_path / "one.wav", "--out", tmp_path / "o2", "--chunk-seconds",
+                "0.001"]) == 2
+    err = capsys.readouterr().err
+    assert err == "sepbench separate: error: --chunk-seconds 0.001: must be 0 (whole files) or at least 0.1\n"
+    assert not (tmp_path / "o2").exists()
+
+
+def test_non_finite_input_is_blamed_on_the_file_not_the_model(tmp_path, tiny_ckpt, capsys):
+    bad = tones(RATE * 2, RATE)
+    bad[RATE + 5] = np.nan
+    sf.write(tmp_path / "nan.wav", bad, RATE, subtype="FLOAT")
+    sf.write(tmp_path / "good.wav", tones(RATE, RATE), RATE)
+    rc = cli(["--checkpoint", tiny_ckpt, tmp_path / "nan.wav", tmp_path / "good.wav", "--out", tmp_path / "out",
+              "--chunk-seconds", "0.5"])
+    errors, _ = _errors(capsys)
+    assert rc == 1 and len(errors) == 1
+    assert f"nan.wav: holds non-finite samples (NaN or infinity) from frame {RATE + 5}" in errors[0]
+    assert "model" not in errors[0]
+    assert (tmp_path / "out" / "good_voice.wav").is_file() and not (tmp_path / "out" / "nan_voice.wav").exists()
+
+
+def test_a_failing_model_is_one_line_and_the_next_file_is_separated(tmp_path, passthrough, capsys, monkeypatch):
+    sf.write(tmp_path / "a.wav", tones(RATE, RATE), RATE)
+    sf.write(tmp_path / "b.wav", tones(RATE // 2, RATE), RATE)
+
+    def fail_on_long_inputs(self, x):
+        if x.shape[-1] == RATE:
+            raise ValueError("simulated\nsecond line")
+        return torch.stack([x, 0 * x], dim=-2)
+
+    monkeypatch.setattr(_Passthrough, "forward", fail_on_long_inputs)
+    rc = cli(["--checkpoint", passthrough(), tmp_path / "a.wav", tmp_path / "b.wav", "--out", tmp_path / "out"])
+    errors, _ = _errors(capsys)
+    assert rc == 1 and len(errors) == 1
+    assert f"a.wav: the model failed on this input ({RATE} samples at {RATE} Hz): ValueError: second line" in errors[0]
+    assert (tmp_path / "out" / "b_voice.wav").is_file()
+
