@@ -13,7 +13,8 @@ Per input, in bounded memory whatever its length:
    add up to the scaled mixture); otherwise the samples are written unchanged. The temp files are
    converted to the input's format and subtype in blocks and renamed into place (atomic).
 A problem with one input (unreadable, non-finite samples, an output that cannot be written, two
-inputs that would write the same outputs) is one line for that file and the others go on.
+inputs that would write the same outputs) is one line for that file and the others go on; the
+temp files of an earlier, killed run are removed from the output folders at start.
 Resampling the input and the model output per block (rather than the whole file, or a chunk with
 ad-hoc padding) is what keeps memory flat and leaves no seams at chunk borders.
 """
@@ -32,9 +33,10 @@ import soundfile as sf
 import torch
 
 from benchmark.separate import StreamResampler, iter_separate, resample_stream
-from recipes.audio import AUDIO_SUFFIXES, atomic_path, audio_info
+from recipes.audio import AUDIO_SUFFIXES, atomic_path, audio_info, remove_stale_temps, temp_prefix
 from recipes.checkpoint import load_model
 from recipes.errors import SepbenchError
+from recipes.names import RULE, is_safe_name
 
 HELP = "separate your own WAV/FLAC files (or folders) into <name>_voice and <name>_noise"
 PEAK_LIMIT = 0.99           # -0.09 dBFS: headroom for integer rounding in PCM/FLAC subtypes
@@ -103,6 +105,9 @@ def best_checkpoint(leaderboard: Path, runs: Path) -> Path:
             best, best_mean = row, mean
     if best is None:
         raise SepbenchError(f"{path}: no trained model with an overall {BEST_METRIC} mean")
+    for key in ("model", "profile"):  # they become path parts: '../..' must not
+        if not is_safe_name(best[key]):
+            raise SepbenchError(f"{path}: the best {key} name {best[key]!r} is not a run folder name ({RULE})")
     return Path(runs) / best["model"] / best["profile"] / "best.pt"
 
 
@@ -197,6 +202,9 @@ def separate_files(checkpoint_path, inputs, out="separated", *, device: str = "c
     fade = min(round(fade_seconds * rate), chunk // 2) if chunk else 0
     jobs = find_inputs(inputs, out)
     progress = _Progress(len(jobs))
+    for folder in sorted({stem.parent for _, stem, _ in jobs if stem is not None}):
+        for path in remove_stale_temps(folder):
+            progress.line(f"separate: removed {path}, left by an interrupted run")
     summary = {"done": 0, "failed": 0, "skipped": 0, "audio_seconds": 0.0, "wall_seconds": 0.0,
                "outputs": [], "errors": []}
     claimed: dict[Path, Path] = {}
@@ -264,7 +272,7 @@ def separate_file(model, rate: int, src: Path, outs: tuple[Path, Path], chunk, c
         try:
             outs[0].parent.mkdir(parents=True, exist_ok=True)
             for p in outs:
-                temps.append(tempfile.NamedTemporaryFile(dir=p.parent, prefix=f".{p.name}.", suffix=".f32",
+                temps.append(tempfile.NamedTemporaryFile(dir=p.parent, prefix=temp_prefix(p), suffix=".f32",
                                                          delete=False))
         except OSError as exc:
             reason = ("not a folder" if isinstance(exc, (FileExistsError, NotADirectoryError))

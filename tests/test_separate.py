@@ -6,6 +6,7 @@ import os
 import pickle
 import shlex
 import sys
+import time
 from pathlib import Path
 
 import julius
@@ -388,3 +389,24 @@ def test_a_failing_model_is_one_line_and_the_next_file_is_separated(tmp_path, pa
     assert f"a.wav: the model failed on this input ({RATE} samples at {RATE} Hz): ValueError: second line" in errors[0]
     assert (tmp_path / "out" / "b_voice.wav").is_file()
 
+
+def test_stale_temp_files_in_the_output_folder_are_removed(tmp_path, passthrough, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    stale, young = out / ".x_voice.wav.abcdefgh.f32", out / ".y_voice.wav.abcdefgh.f32"
+    for path, age in ((stale, 7200), (young, 60)):  # an older sepbench's; only the old one is stale
+        path.write_bytes(b"\0" * 64)
+        os.utime(path, (time.time() - age, time.time() - age))
+    sf.write(tmp_path / "x.wav", tones(RATE, RATE), RATE)
+    assert cli(["--checkpoint", passthrough(), tmp_path / "x.wav", "--out", out]) == 0
+    assert not stale.exists() and young.exists()
+    assert f"removed {stale}" in capsys.readouterr().err
+
+
+def test_best_refuses_names_that_are_not_folder_names(tmp_path):
+    board = tmp_path / "lb"
+    board.mkdir()
+    (board / "summary.csv").write_text("model,profile,kind,snr_bucket,metric,n,mean\n"
+                                       "../../elsewhere,cpu,trained,all,voice_sisdri,10,9.0\n")
+    with pytest.raises(SepbenchError, match=r"the best model name '\.\./\.\./elsewhere' is not a run folder name"):
+        separate_cmd.best_checkpoint(board, tmp_path / "runs")
