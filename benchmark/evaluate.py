@@ -258,7 +258,11 @@ def _write_outputs(frames, entries, data, data_hash, n_clips, out: Path, log) ->
             "version": BENCHMARK_VERSION, "sample_rate": int(results["sample_rate"].iloc[0])}
     paths = {"results": out / "results.csv", "summary": out / "summary.csv",
              "leaderboard": out / "LEADERBOARD.md", "plot": out / render.PLOT_NAME}
+    curves = learning_curves(entries)
+    info["curves"] = bool(curves)
     markdown, png = render.render(summary, cards, info), render.plot_png(summary)
+    if curves:
+        paths["curves"] = out / render.CURVES_NAME
     # Everything is staged in temporary files first and renamed only once all are complete:
     # an interruption leaves the previous set of outputs whole and consistent.
     with contextlib.ExitStack() as stack:
@@ -266,11 +270,30 @@ def _write_outputs(frames, entries, data, data_hash, n_clips, out: Path, log) ->
         aggregate.write_csv(results, tmp["results"])
         aggregate.write_csv(summary, tmp["summary"])
         tmp["plot"].write_bytes(png)
+        if curves:
+            tmp["curves"].write_bytes(render.learning_curves_png(curves))
         tmp["leaderboard"].write_text(markdown, encoding="utf-8")
     log("")
     log(render.main_table(summary, cards))
     log(f"\nwrote {paths['leaderboard']}")
     return paths
+
+
+def learning_curves(entries) -> dict[str, list[tuple[float, float]]]:
+    """{label: [(training minutes, validation voice SI-SDRi), ...]} from each trained run's log.csv
+    (beside its best.pt); a run without a readable log is left out of the plot, not an error."""
+    curves = {}
+    for e in entries:
+        log_csv = Path(e.checkpoint).parent / "log.csv" if e.kind == "trained" else None
+        if log_csv is None or not log_csv.is_file():
+            continue
+        try:
+            log = pd.read_csv(log_csv, usecols=["train_seconds", "val_sisdri"]).dropna()
+        except (OSError, ValueError):
+            continue
+        if len(log):
+            curves[e.label] = [(s / 60.0, v) for s, v in zip(log["train_seconds"], log["val_sisdri"])]
+    return curves
 
 
 def add_arguments(parser) -> None:

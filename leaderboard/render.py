@@ -1,4 +1,4 @@
-"""summary.csv (+ run cards) -> LEADERBOARD.md and si_sdri_by_snr.png.
+"""summary.csv (+ run cards and logs) -> LEADERBOARD.md, si_sdri_by_snr.png and learning_curves.png.
 
 Pure: the output depends only on the arguments (the date shown is the newest result's, never
 the clock), so the same inputs give a byte-identical file and a snapshot test can pin it.
@@ -21,6 +21,7 @@ from benchmark.metrics import METRICS, pesq_mode
 from recipes.audio import atomic_path
 
 PLOT_NAME = "si_sdri_by_snr.png"
+CURVES_NAME = "learning_curves.png"
 RANK_METRIC = "voice_sisdri"
 _TABLE_METRICS = ["voice_sisdri", "voice_sdri", "PESQ", "voice_stoi", "voice_estoi", "noise_sisdri"]
 # Characters Markdown (GitHub's flavour: tables, strikethrough, math) would act on anywhere in a
@@ -185,6 +186,11 @@ def render(summary: pd.DataFrame, cards: dict, info: dict) -> str:
         f"## {_header(RANK_METRIC)} by SNR label of the mixture", "",
         snr_table(summary), "",
         f"![{METRICS[RANK_METRIC].label} by SNR]({PLOT_NAME})", "",
+        *([f"## Learning curves: validation voice SI-SDRi against training time", "",
+           f"![validation voice SI-SDRi against training minutes]({CURVES_NAME})", "",
+           "One line per trained model, from its `log.csv` (one point per epoch, on the validation split, "
+           "not the test set): whether a model had flattened out or was still improving when its time "
+           "budget ended.", ""] if info.get("curves") else []),
         _note(info, s.pesq), "",
     ]
     return "\n".join(parts)
@@ -232,6 +238,28 @@ def _plot_png(summary: pd.DataFrame) -> bytes:
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def learning_curves_png(curves: dict[str, list[tuple[float, float]]]) -> bytes:
+    """Validation voice SI-SDRi against training minutes, one line per model: {label: [(minutes,
+    dB), ...]}. PNG bytes with no software version stamped in them."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
+        fig = Figure(figsize=(7.0, 4.5), dpi=100)
+        ax = fig.add_subplot()
+        for i, (label, points) in enumerate(sorted(curves.items())):
+            ax.plot([p[0] for p in points], [p[1] for p in points], "-", marker=".", color=f"C{i % 10}",
+                    label=_label(label))
+        ax.set_xlabel("training time (minutes, wall clock)")
+        ax.set_ylabel("validation voice SI-SDRi (dB)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small", loc="lower right")
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", metadata={"Software": None})
     return buffer.getvalue()
 
 

@@ -413,3 +413,23 @@ def test_stale_temp_files_of_a_killed_run_are_removed_at_start(first, tmp_path, 
     assert rc == 0
     assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)
     assert all(f"note: removed {p}" in printed for p in stale)
+
+
+def test_learning_curves_come_from_each_runs_log(tiny_data, tmp_path):
+    """learning_curves.png plots every trained run's log.csv and LEADERBOARD.md points to it; a
+    run without a log is left out of the plot, and with no log at all there is no plot."""
+    runs = tmp_path / "runs"
+    with_log = make_run(runs, "lstm_mask")
+    (with_log / "log.csv").write_text("epoch,step,train_loss,val_loss,val_sisdr,val_sisdri,lr,train_seconds\n"
+                                      "0,4,1,1,1,2.5,0.001,30\n1,8,1,1,1,4.0,0.001,60\n")
+    make_run(runs, "conv_tasnet")
+    entries, _ = ev.discover(runs, log=lambda *a: None)
+    assert ev.learning_curves(entries) == {"lstm_mask/tiny": [(0.5, 2.5), (1.0, 4.0)]}
+    out = tmp_path / "lb"
+    ev.evaluate(tiny_data / "test", runs=runs, out=out, jobs=1, with_references=False, log=lambda *a: None)
+    assert (out / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert "(learning_curves.png)" in (out / "LEADERBOARD.md").read_text()
+    (with_log / "log.csv").unlink()
+    ev.evaluate(tiny_data / "test", runs=runs, out=tmp_path / "lb2", jobs=1, with_references=False, log=lambda *a: None)
+    assert not (tmp_path / "lb2" / "learning_curves.png").exists()
+    assert "learning_curves.png" not in (tmp_path / "lb2" / "LEADERBOARD.md").read_text()
