@@ -30,7 +30,7 @@ from recipes.checkpoint import git_commit, load_model
 from recipes.data import FOLDER_RE, FolderDataset, content_hash, load_split
 from recipes.errors import SepbenchError
 from recipes.lock import exclusive_lock
-from recipes.names import RULE, is_safe_name
+from recipes.safe_names import RULE, is_safe_name
 
 from . import __version__, aggregate, references
 from .eval_workers import Runner, run_batched, run_per_clip

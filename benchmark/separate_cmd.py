@@ -36,7 +36,7 @@ from benchmark.separate import StreamResampler, iter_separate, resample_stream
 from recipes.audio import AUDIO_SUFFIXES, atomic_path, audio_info, remove_stale_temps, temp_prefix
 from recipes.checkpoint import load_model
 from recipes.errors import SepbenchError
-from recipes.names import RULE, is_safe_name
+from recipes.safe_names import RULE, is_safe_name
 
 HELP = "separate your own WAV/FLAC files (or folders) into <name>_voice and <name>_noise"
 PEAK_LIMIT = 0.99           # -0.09 dBFS: headroom for integer rounding in PCM/FLAC subtypes

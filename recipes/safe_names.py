@@ -9,8 +9,10 @@ from __future__ import annotations
 import re
 
 _SAFE = re.compile(r"[A-Za-z0-9_.-]+")
-RULE = "only letters, digits, '_', '.' and '-', and not '.' or '..'"
+# Not starting with '.': hidden folders are not runs (train --force keeps an old run aside as
+# .<profile>.replaced until the new one has a checkpoint).
+RULE = "only letters, digits, '_', '.' and '-', not starting with '.'"
 
 
 def is_safe_name(name: object) -> bool:
-    return isinstance(name, str) and bool(_SAFE.fullmatch(name)) and name not in (".", "..")
+    return isinstance(name, str) and bool(_SAFE.fullmatch(name)) and not name.startswith(".")
