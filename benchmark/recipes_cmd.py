@@ -23,7 +23,7 @@ def _params(name: str, profile: str, sample_rate: int) -> str:
 def run(args) -> int:
     import recipes
 
-    rows = [[n, recipes.get(n).description] + [_params(n, p, args.sample_rate) for p in ("smoke", "cpu", "gpu")]
-            for n in recipes.names()]
-    print(tabulate(rows, headers=["recipe", "description", "params smoke", "params cpu", "params gpu"]))
+    rows = [[n, "yes" if recipes.get(n).default else "", recipes.get(n).description]
+            + [_params(n, p, args.sample_rate) for p in ("smoke", "cpu", "gpu")] for n in recipes.names()]
+    print(tabulate(rows, headers=["recipe", "run_all default", "description", "params smoke", "params cpu", "params gpu"]))
     return 0

@@ -23,7 +23,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="run_all.sh", description=__doc__.splitlines()[0])
     p.add_argument("--data", help="data set root with train/ and test/ (default: generated demo data in data/demo)")
     p.add_argument("--profile", default="cpu", choices=PROFILES)
-    p.add_argument("--recipes", help="comma-separated recipe names (default: every registered recipe)")
+    p.add_argument("--recipes", help="comma-separated recipe names, or 'all' (default: the default set, "
+                   "`sepbench recipes` marks it)")
     p.add_argument("--force", action="store_true", help="retrain and re-evaluate everything")
     p.add_argument("--runs", default="runs", help="runs folder (default runs/)")
     p.add_argument("--out", default="leaderboard", help="leaderboard folder (default leaderboard/)")
@@ -78,7 +79,8 @@ def main(argv=None) -> int:
     from .validate import format_report, validate
 
     try:
-        names = args.recipes.split(",") if args.recipes else recipes.names()
+        names = (recipes.names() if args.recipes == "all" else args.recipes.split(",") if args.recipes
+                 else recipes.default_names())
         for name in names:
             recipes.get(name)  # unknown names fail before anything runs
         data = prepare_data(args)

@@ -26,6 +26,9 @@ class Recipe:
     # A name rather than the class: importing it imports PyTorch Lightning (seconds), which
     # separation and evaluation workers never need. (The class itself is accepted too.)
     system: str | type | None = None
+    # Trained by a plain ./run_all.sh (--recipes all trains every recipe): the cpu profile gives each
+    # recipe 10 minutes, so the default set keeps the whole run under about an hour on 2 cores.
+    default: bool = False
 
     def build(self, sample_rate: int, **model_args):
         return self.builder(sample_rate=sample_rate, **model_args)
@@ -41,12 +44,12 @@ class Recipe:
 _REGISTRY: dict[str, Recipe] = {}
 
 
-def register(name: str, description: str, system: str | None = None):
+def register(name: str, description: str, system: str | None = None, default: bool = False):
     def decorator(builder: Callable) -> Callable:
         if name in _REGISTRY:
             raise ValueError(f"recipe {name!r} is registered twice")
         folder = Path(inspect.getfile(builder)).resolve().parent
-        _REGISTRY[name] = Recipe(name, description, builder, folder, system)
+        _REGISTRY[name] = Recipe(name, description, builder, folder, system, default)
         return builder
     return decorator
 
@@ -62,6 +65,10 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def default_names() -> list[str]:
+    return sorted(n for n, r in _REGISTRY.items() if r.default)
+
+
 # One line per recipe.
 from . import conv_tasnet  # noqa: E402,F401
 from . import lstm_mask  # noqa: E402,F401
@@ -72,3 +79,6 @@ from . import dcunet  # noqa: E402,F401
 from . import dccrnet  # noqa: E402,F401
 from . import wave_unet  # noqa: E402,F401
 from . import deep_clustering  # noqa: E402,F401
+from . import sudormrf  # noqa: E402,F401
+from . import dptnet  # noqa: E402,F401
+from . import gtcrn  # noqa: E402,F401

@@ -94,3 +94,20 @@ def test_scale_flags_reach_every_training_command(monkeypatch, tmp_path):
         tail = " ".join(cmd[cmd.index("train"):])
         for flag in ("--devices 4", "--num-nodes 2", "--strategy ddp", "--precision bf16-mixed", "--profile gpu"):
             assert flag in tail, (flag, tail)
+
+
+@pytest.mark.parametrize("flag, expected", [(None, "default"), ("all", "all"), ("lstm_mask", "lstm_mask")])
+def test_default_recipe_set_and_all(monkeypatch, tiny_data, tmp_path, flag, expected):
+    """A plain run trains the default set (the three seed methods among them), --recipes all every
+    registered recipe: 12 recipes x 10 cpu minutes would not fit the hour a default run aims for."""
+    import recipes
+    from benchmark import run_all
+
+    trained = []
+    monkeypatch.setattr(run_all, "train_all", lambda args, data, names: trained.extend(names) or ["stop"])
+    monkeypatch.setattr("benchmark.evaluate.evaluate", lambda *a, **k: (_ for _ in ()).throw(SystemExit(0)))
+    with pytest.raises(SystemExit):
+        run_all.main(["--data", str(tiny_data), "--runs", str(tmp_path)] + (["--recipes", flag] if flag else []))
+    want = {"default": recipes.default_names(), "all": recipes.names()}.get(expected, [expected])
+    assert trained == want
+    assert {"lstm_mask", "spec_unet", "conv_tasnet"} <= set(recipes.default_names()) < set(recipes.names())

@@ -39,7 +39,7 @@ class PaddedDCUNet(FullFrames, DCUNet):
     masknet_class = ScaledDCUMaskNet
 
 
-@register("dcunet", "Deep Complex U-Net (Choi et al. 2019): complex-valued U-Net, bounded complex ratio masks")
+@register("dcunet", "Deep Complex U-Net (Choi et al. 2019): complex-valued U-Net, bounded complex ratio masks", default=True)
 def build(sample_rate: int, architecture: str = "Large-DCUNet-20", width: float = 1.0, win_ms: float = 64.0,
           hop_ms: float = 16.0, mask_bound: str = "tanh"):
     # The paper's STFT (1024-point window, hop 256 at 16 kHz) is 64 ms / 16 ms; the window is

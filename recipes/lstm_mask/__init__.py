@@ -24,7 +24,7 @@ class BiLSTMMasker(nn.Module):
         return torch.sigmoid(self.out(h)).view(b, t, 2, f).permute(0, 2, 3, 1)
 
 
-@register("lstm_mask", "seq2seq BiLSTM mask estimator on the STFT magnitude (voice and noise masks)")
+@register("lstm_mask", "seq2seq BiLSTM mask estimator on the STFT magnitude (voice and noise masks)", default=True)
 def build(sample_rate: int, win_ms: float = 32.0, hop_ms: float = 8.0, hidden: int = 600,
           n_layers: int = 3, dropout: float = 0.3):
     model = STFTMaskModel(nn.Identity(), sample_rate, win_ms, hop_ms)
