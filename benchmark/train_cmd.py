@@ -39,7 +39,9 @@ def run(args) -> int:
     if result.get("global_rank", 0) != 0:
         return 0
     m = result["metrics"]
-    print(f"{args.recipe}/{args.profile}: {result['status']}; best epoch {m.get('best_epoch')}, "
+    best = m.get("best_epoch")  # 0-based in card.json; shown from 1 like the per-epoch lines
+    print(f"{args.recipe}/{args.profile}: {result['status']}; best epoch "
+          f"{best + 1 if isinstance(best, int) and best >= 0 else best}, "
           f"val_loss {m.get('best_val_loss', float('nan')):.3f}, val voice SI-SDRi "
           f"{m.get('best_val_sisdri', float('nan')):+.2f} dB -> {result['best']}", file=sys.stderr)
     return 0

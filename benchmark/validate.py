@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from recipes.data import FOLDER_RE, Clip, Problem, scan_split
+from recipes.data import FOLDER_RE, Clip, Problem, scan_split, train_split_problem
 
 HELP = "check a data set (root with train/ and test/, or one split folder) and report every problem"
 SPLITS = ("train", "val", "test")
@@ -96,6 +96,10 @@ def validate(path: str | Path, downmix: bool = False) -> Report:
                 report.clips.append(stats)
         report.problems.extend(check_split_rates([c for c in report.clips if c.split == name]))
     report.problems.extend(check_dataset_rates(path, report.clips))
+    if "train" in report.scanned and report.scanned["train"]:
+        problem = train_split_problem(len(report.scanned["train"]), has_val=bool(report.scanned.get("val")))
+        if problem:
+            report.problems.append(Problem("error", splits["train"], problem))
     return report
 
 

@@ -135,15 +135,28 @@ def split_train_val(clips: list[Clip], fraction: float, seed: int) -> tuple[list
         groups[c.snr_label].append(c)
     rng = np.random.default_rng(seed)
     val_ids: set[str] = set()
-    for label in sorted(groups):
+    # round(fraction * n) clips in all (at least 1), shared among the labels by largest remainder:
+    # rounding per label gave 0 of 40 when each label held few clips.
+    total = max(1, int(round(fraction * len(clips)))) if fraction > 0 and len(clips) >= 2 else 0
+    labels = sorted(groups)
+    quota = {label: fraction * len(groups[label]) for label in labels}
+    counts = {label: int(quota[label]) for label in labels}
+    for label in sorted(labels, key=lambda lb: (-(quota[lb] - counts[lb]), lb))[:max(0, total - sum(counts.values()))]:
+        counts[label] += 1
+    for label in labels:
         group = sorted(groups[label], key=lambda c: c.id)
-        n_val = int(round(fraction * len(group)))
-        val_ids.update(group[i].id for i in rng.permutation(len(group))[:n_val])
-    if fraction > 0 and not val_ids and len(clips) >= 2:
-        val_ids.add(sorted(clips, key=lambda c: c.id)[rng.integers(len(clips))].id)
+        val_ids.update(group[i].id for i in rng.permutation(len(group))[:counts[label]])
     train = [c for c in clips if c.id not in val_ids]
     val = [c for c in clips if c.id in val_ids]
     return train, val
+
+
+def train_split_problem(n_train: int, has_val: bool) -> str | None:
+    """The one rule, shared by `train` and `validate`, for a train split to be usable."""
+    if not has_val and n_train < 2:
+        return (f"{n_train} clip(s): training needs at least 2 (one is carved out for validation) "
+                "or a val/ folder")
+    return None
 
 
 def data_splits(data_dir: str | Path, val_fraction: float, seed: int) -> dict[str, list[Clip]]:
@@ -154,6 +167,9 @@ def data_splits(data_dir: str | Path, val_fraction: float, seed: int) -> dict[st
     train = load_split(root / "train")
     if (root / "val").is_dir():
         return {"train": train, "val": load_split(root / "val")}
+    problem = train_split_problem(len(train), has_val=False)
+    if problem:
+        raise SepbenchError(f"{root / 'train'}: {problem}")
     train, val = split_train_val(train, val_fraction, seed)
     if not val:
         raise SepbenchError(f"{root / 'train'}: too few clips to carve a validation split")

@@ -72,7 +72,7 @@ def _resume_point(run_dir: Path, last: Path) -> Path | None:
     return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
 
 
-def _check_resumable(path: Path) -> None:
+def _check_resumable(path: Path) -> int:
     """Refuse an unreadable or tampered checkpoint in one line. Lightning's own error is a long
     traceback that ends by suggesting weights_only=False, which would run the file's code."""
     try:
@@ -84,6 +84,9 @@ def _check_resumable(path: Path) -> None:
         ok, why = False, "unreadable, truncated, or holding objects a plain checkpoint does not"
     if not ok:
         raise SepbenchError(f"{path}: cannot resume from it ({why}); move it aside or use --force")
+    # Lightning's "epoch" is the 0-based index of the epoch being trained when it saved: an
+    # end-of-epoch save has finished epoch+1 epochs, a mid-epoch one (hpc_ckpt) epoch of them.
+    return int(state["epoch"]) + (0 if path.name.startswith("hpc_ckpt") else 1)
 
 
 def _write_card(path: Path, card: dict) -> None:
@@ -171,7 +174,9 @@ def _train(recipe, data, profile, cfg, run_dir: Path, resume: bool, force: bool,
                                 "use --force to start over")
 
     if resume_from is not None:
-        _check_resumable(resume_from)
+        done = _check_resumable(resume_from)
+        print(f"{recipe}/{profile}: resuming from {resume_from.name} after epoch {done} "
+              f"(epochs count from 1, as on the screen)", file=sys.stderr)
     seed = int(cfg["seed"])
     pl.seed_everything(seed, workers=True, verbose=False)
     splits = data_splits(data, cfg["data"]["val_fraction"], seed)

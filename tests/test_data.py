@@ -119,3 +119,27 @@ def test_val_folder_is_used_when_present(tiny_copy):
     (tiny_copy / "test").rename(tiny_copy / "val")
     splits = data_splits(tiny_copy, 0.25, seed=0)
     assert len(splits["train"]) == 24 and [c.id for c in splits["val"]] == [f"{i:04d}" for i in range(25, 34)]
+
+
+def test_validation_share_is_kept_when_labels_hold_few_clips(write_clip, tone_and_noise, tmp_path):
+    """40 clips at val_fraction 0.1 give 4 validation clips even when every label has one clip
+    (rounding per label gave 0, then a fallback of 1)."""
+    from recipes.data import split_train_val
+    for i in range(40):
+        write_clip(tmp_path / "train" / f"{i + 1:04d}", *tone_and_noise(n=800, seed=i), snr=i / 4)
+    clips = load_split(tmp_path / "train")
+    train, val = split_train_val(clips, 0.1, seed=0)
+    assert len(val) == 4 and len(train) == 36
+    assert split_train_val(clips, 0.1, seed=0) == (train, val)  # seeded
+
+
+def test_validate_and_train_agree_on_a_one_clip_train_split(write_clip, tone_and_noise, tmp_path):
+    from benchmark.validate import validate
+    from recipes.data import data_splits
+    write_clip(tmp_path / "train" / "0001", *tone_and_noise(n=800))
+    write_clip(tmp_path / "test" / "0002", *tone_and_noise(n=800))
+    report = validate(tmp_path)
+    errors = [p for p in report.problems if p.level == "error"]
+    assert not report.ok and len(errors) == 1 and "at least 2" in errors[0].message
+    with pytest.raises(SepbenchError, match="at least 2"):
+        data_splits(tmp_path, 0.1, 0)

@@ -114,3 +114,17 @@ def test_a_tampered_last_checkpoint_is_refused_in_one_line(tiny_data, tmp_path, 
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "last.ckpt" in err[0] and "--force" in err[0]
     assert "weights_only=False" not in err[0]
+
+
+def test_resume_says_where_it_continues_and_epochs_count_alike(tiny_data, tmp_path, capsys):
+    out = str(tmp_path / "runs")
+    assert main(["train", "lstm_mask", "--data", str(tiny_data), "--profile", "smoke", "--out", out,
+                 "trainer.max_epochs=1"]) == 0
+    capsys.readouterr()
+    assert main(["train", "lstm_mask", "--data", str(tiny_data), "--profile", "smoke", "--out", out, "--resume",
+                 "trainer.max_epochs=2"]) == 0
+    err = capsys.readouterr().err
+    assert "resuming from last.ckpt after epoch 1" in err
+    assert "epoch 2/2" in err  # the screen counts from 1 ...
+    best = int(err.split("best epoch ")[1].split(",")[0])
+    assert best in (1, 2)  # ... and so does the summary (card.json keeps Lightning's 0-based index)
