@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/install.sh
-# jemalloc with decay disabled makes long CPU inference several times faster (shared/STACK.md);
+# jemalloc with decay disabled makes long CPU inference several times faster (default ConvTasNet, 10 s at 16 kHz: 6.6-7.2 s -> 1.5-1.9 s);
 # used only when the system has it (Debian package libjemalloc2).
 JEMALLOC=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
 if [[ -z "${LD_PRELOAD:-}" && -f $JEMALLOC ]]; then

@@ -42,7 +42,7 @@ def machine() -> dict:
     return {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "host": platform.node(),
             "cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
             "python": platform.python_version(), "git_commit": commit,
-            # The allocator changes long-input CPU speed several-fold (shared/STACK.md).
+            # The allocator changes long-input CPU speed several-fold (jemalloc: 4x on 10 s Conv-TasNet).
             "allocator": os.environ.get("LD_PRELOAD") or "glibc malloc (no LD_PRELOAD)",
             "malloc_conf": os.environ.get("MALLOC_CONF", ""),
             # Under load, OpenMP threads that spin while waiting made CPU steps several times
