@@ -1,4 +1,4 @@
-"""GTCRN (Rong, Sun, Zhang, Chen & Lu, ICASSP 2024), written from the paper's description.
+"""GTCRN (Rong et al., ICASSP 2024), written from the paper's description.
 
 STFT -> (magnitude, real, imaginary) of the gain-normalised spectrum -> low bins kept, high bins
 merged into ERB-spaced bands -> subband feature extraction (each bin sees its neighbours) ->
@@ -173,7 +173,7 @@ class GTCRN(nn.Module):
     """Mixture [B, T] -> [B, 2, T]: voice (complex ratio mask on the mixture STFT), noise = mixture - voice."""
 
     def __init__(self, sample_rate: int, win_ms: float, hop_ms: float, channels: int, split_hz: float,
-                 erb_bands: int | None, n_dpgrnn: int, causal: bool):
+                 erb_bands: int | None, n_dpgrnn: int, causal: bool, passthrough_init: bool = True):
         super().__init__()
         if channels < 4 or channels % 4:
             raise SepbenchError(f"gtcrn: channels must be a multiple of 4, not {channels}")
@@ -196,10 +196,11 @@ class GTCRN(nn.Module):
         # rotated every bin by a random phase and SI-SDR (blind to the voice's sign) let it drift
         # to negative real masks: on the demo data the voice's SI-SDRi was +0.2 dB after 300 steps
         # (-0.8 after 90); from this start it is +6.8 dB after 90 steps.
-        last = self.decoder[-1][0]
-        nn.init.zeros_(last.weight)
-        with torch.no_grad():
-            last.bias.copy_(torch.tensor([math.atanh(0.5), 0.0]))
+        if passthrough_init:
+            last = self.decoder[-1][0]
+            nn.init.zeros_(last.weight)
+            with torch.no_grad():
+                last.bias.copy_(torch.tensor([math.atanh(0.5), 0.0]))
 
     @staticmethod
     def _run(block, x, size=None):
@@ -239,11 +240,14 @@ class GTCRN(nn.Module):
         return torch.stack([voice, wav - voice], dim=1)
 
 
-@register("gtcrn", "GTCRN (Rong et al. 2024): ~50k-parameter grouped temporal conv + grouped dual-path GRU, complex mask; noise = mixture - voice")
+@register("gtcrn", "GTCRN (Rong et al. 2024): 23k-parameter grouped temporal conv + grouped dual-path GRU, complex ratio mask; noise = mixture - voice")
 def build(sample_rate: int, win_ms: float = 32.0, hop_ms: float = 16.0, channels: int = 16,
-          split_hz: float = 2000.0, erb_bands: int | None = None, n_dpgrnn: int = 2, causal: bool = True):
+          split_hz: float = 2000.0, erb_bands: int | None = None, n_dpgrnn: int = 2, causal: bool = True,
+          passthrough_init: bool = True):
     # The paper at 16 kHz: 512-point (32 ms) sqrt-Hann window, 256 hop (16 ms); 65 bins up to 2 kHz
     # kept and 192 above merged into 64 ERB bands; 16 channels; 2 DPGRNN blocks; causal. In ms and
     # ERB density here, so 8 kHz gives a 256-point window, 65 + 31 bands. erb_bands overrides the count.
+    # passthrough_init=False keeps PyTorch's default (random) mask layer; see GTCRN.__init__.
     return GTCRN(sample_rate, win_ms, hop_ms, int(channels), float(split_hz),
-                 None if erb_bands is None else int(erb_bands), int(n_dpgrnn), bool(causal))
+                 None if erb_bands is None else int(erb_bands), int(n_dpgrnn), bool(causal),
+                 bool(passthrough_init))
