@@ -235,10 +235,7 @@ def _plot_png(summary: pd.DataFrame) -> bytes:
     ax.set_xticks(x, [_plain(b) for b in buckets])
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small", loc="best")
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", metadata={"Software": None})
-    return buffer.getvalue()
+    return _png_bytes(fig)
 
 
 def learning_curves_png(curves: dict[str, list[tuple[float, float]]]) -> bytes:
@@ -257,9 +254,14 @@ def learning_curves_png(curves: dict[str, list[tuple[float, float]]]) -> bytes:
         ax.set_ylabel("validation voice SI-SDRi (dB)")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="small", loc="lower right")
-        fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", metadata={"Software": None})
+        return _png_bytes(fig)
+
+
+def _png_bytes(fig) -> bytes:
+    """The figure as PNG bytes, with no software version stamped in them (byte-stable output)."""
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", metadata={"Software": None})
     return buffer.getvalue()
 
 
