@@ -10,9 +10,9 @@ from recipes.errors import SepbenchError
 
 # subcommand -> module implementing it
 COMMANDS = {
-    "validate": "benchmark.validate",
-    "demo-data": "benchmark.demo",
-    "prepare": "benchmark.prepare",
+    "validate": "benchmark.data.validate",
+    "demo-data": "benchmark.data.demo",
+    "prepare": "benchmark.data.prepare",
     "recipes": "benchmark.recipes_cmd",
     "train": "benchmark.train_cmd",
     "evaluate": "benchmark.evaluate",

@@ -4,7 +4,7 @@ tidy per-clip rows (results.csv) -> summary.csv -> LEADERBOARD.md and a plot.
 Each model's rows are cached under OUT/cache/ by (checkpoint content hash, test set content hash,
 benchmark version), so a re-run evaluates nothing new. The mixture's own scores (the baseline of
 every improvement) are computed once per clip and cached the same way. How rows are computed
-(worker processes, batched inference): eval_workers.py. Every output is written to a temporary
+(worker processes, batched inference): scoring/workers.py. Every output is written to a temporary
 file and renamed, so an interrupted run leaves the previous leaderboard as it was; one evaluation
 at a time holds OUT (recipes/lock.py), and one that finds no checkpoint to score is an error
 that writes nothing. Model and profile names come from the run folders' names (never from
@@ -23,17 +23,19 @@ from pathlib import Path
 
 import pandas as pd
 import threadpoolctl
-import torch
 
-from recipes.audio import atomic_path, remove_stale_temps
 from recipes.checkpoint import git_commit, load_model
 from recipes.data import FOLDER_RE, FolderDataset, content_hash, load_split
 from recipes.errors import SepbenchError
+from recipes.files import atomic_path, file_hash, remove_stale_temps
 from recipes.lock import exclusive_lock
 from recipes.safe_names import RULE, is_safe_name
 
-from . import __version__, aggregate, references
-from .eval_workers import Runner, run_batched, run_per_clip
+from . import __version__
+from .report import render
+from .scoring import aggregate, references
+from .scoring.workers import Runner, run_batched, run_per_clip
+from .separate.core import pick_device
 
 HELP = "score every trained checkpoint on a test set and write the leaderboard"
 SCORING_VERSION = 1  # bump when scores change meaning: it invalidates every cache entry
@@ -59,14 +61,6 @@ class Entry:
     @property
     def spec(self) -> tuple[str, str]:
         return ("trained", self.checkpoint) if self.kind == "trained" else ("reference", self.model)
-
-
-def file_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
 
 
 def discover(runs: Path, log) -> tuple[list[Entry], list[str]]:
@@ -143,15 +137,13 @@ def evaluate(data, runs="runs", out="leaderboard", jobs: int | None = None, forc
              with_references: bool = True, device: str = "auto", batch: int | None = None, log=print) -> dict:
     """Score, aggregate and render. Returns the output paths plus `evaluated` and `cached`
     (model counts) and `failed` (one message per checkpoint that could not be scored).
-    `batch`: clips per forward pass (default 16 on a GPU, 1 on the CPU; see eval_workers).
+    `batch`: clips per forward pass (default 16 on a GPU, 1 on the CPU; see scoring/workers.py).
     `runs=None` scores the reference rows only; otherwise a runs folder without a checkpoint
     that can be scored is an error and OUT is left as it was (a mistyped --runs must not
     replace a leaderboard with one that has no trained model)."""
     data, clips = _test_clips(Path(data))
     runs, out = (None if runs is None else Path(runs)), Path(out)
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise SepbenchError("--device cuda: no CUDA device is available here (use --device auto or cpu)")
+    device = pick_device(device)
     batch = (DEFAULT_GPU_BATCH if device.startswith("cuda") else 1) if batch is None else batch
     if batch < 1:
         raise SepbenchError(f"--batch {batch}: must be at least 1")
@@ -186,7 +178,7 @@ def _evaluate_locked(clips, sr, data, runs, out, entries, failed, jobs, force, d
     n_trained = sum(e.kind == "trained" for e in entries)
     # Metrics call numpy/scipy's OpenBLAS, whose idle threads keep spinning and took the cores
     # from the model run in this process (jobs 1, or batched): separation took 2.5x longer.
-    # Spawned workers get one thread of each through their environment (eval_workers).
+    # Spawned workers get one thread of each through their environment (scoring/workers.py).
     blas = threadpoolctl.threadpool_limits(limits=1, user_api="blas")
     try:
         for i, entry in enumerate(entries):
@@ -248,8 +240,6 @@ def _inputs(runner, clips, path: Path, force: bool, device: str, log) -> dict:
 
 
 def _write_outputs(frames, entries, data, data_hash, n_clips, out: Path, log) -> dict:
-    from leaderboard import render  # imported late: matplotlib is only needed at the end
-
     results = aggregate.sort_results(pd.concat(frames, ignore_index=True))
     summary = aggregate.summarize(results)
     cards = {(e.model, e.profile): e.card for e in entries if e.kind == "trained"}

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
+import recipes
+from recipes import config
+
 HELP = "list the registered recipes with a description and parameter counts"
 
 
@@ -11,9 +14,6 @@ def add_arguments(p) -> None:
 
 
 def _params(name: str, profile: str, sample_rate: int) -> str:
-    import recipes
-    from recipes import config
-
     cfg = config.resolve(name, profile)
     model = recipes.get(name).build(**config.model_args(name, sample_rate, cfg["model"]))
     n = sum(p.numel() for p in model.parameters())
@@ -21,8 +21,6 @@ def _params(name: str, profile: str, sample_rate: int) -> str:
 
 
 def run(args) -> int:
-    import recipes
-
     rows = [[n, "yes" if recipes.get(n).default else "", recipes.get(n).description]
             + [_params(n, p, args.sample_rate) for p in ("smoke", "cpu", "gpu")] for n in recipes.names()]
     print(tabulate(rows, headers=["recipe", "run_all default", "description", "params smoke", "params cpu", "params gpu"]))

@@ -13,8 +13,14 @@ import sys
 import time
 from pathlib import Path
 
+import recipes
 from recipes.config import PROFILES
 from recipes.errors import SepbenchError
+
+from .data.demo import generate
+from .data.validate import format_report, validate
+from .evaluate import evaluate
+from .report.listen import build_listening_page
 
 DEMO_DIR = Path("data/demo")
 
@@ -45,7 +51,6 @@ def prepare_data(args) -> Path:
     if args.data:
         return Path(args.data)
     if not (DEMO_DIR / "train").is_dir():
-        from .demo import generate
         say(f"generating demo data in {DEMO_DIR} (defaults of `sepbench demo-data`)")
         generate(DEMO_DIR)
     return DEMO_DIR
@@ -75,9 +80,6 @@ def train_all(args, data: Path, names: list[str]) -> list[str]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    import recipes
-    from .validate import format_report, validate
-
     try:
         names = (recipes.names() if args.recipes == "all" else args.recipes.split(",") if args.recipes
                  else recipes.default_names())
@@ -92,8 +94,6 @@ def main(argv=None) -> int:
         say(f"{data}: valid ({sum(1 for p in report.problems if p.level == 'warning')} warnings)")
         failed = train_all(args, data, names)
 
-        from leaderboard.listen import build_listening_page
-        from .evaluate import evaluate
         say("evaluating every checkpoint on the test set")
         result = evaluate(data / "test", runs=args.runs, out=args.out, jobs=args.jobs, force=args.force,
                           batch=args.batch)

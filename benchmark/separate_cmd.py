@@ -4,7 +4,7 @@ Per input, in bounded memory whatever its length:
 1. the file is read in chunks (SoundFile.seek) and resampled to the model's rate chunk by chunk,
    each chunk reading the few kernel widths of input its samples depend on, so the model sees
    exactly what resampling the whole file would give (StreamResampler);
-2. chunks with context are separated (benchmark.separate.iter_separate, the benchmark's own code
+2. chunks with context are separated (benchmark.separate.core.iter_separate, the benchmark's own code
    path; channels go through the model as a batch, each separated on its own);
 3. the estimates are resampled back to the input's rate as they stream out (resample_stream)
    and appended to raw float32 temp files beside the outputs, while the peak is tracked;
@@ -20,7 +20,6 @@ ad-hoc padding) is what keeps memory flat and leaves no seams at chunk borders.
 """
 from __future__ import annotations
 
-import csv
 import math
 import os
 import sys
@@ -30,12 +29,14 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import torch
+from tqdm import tqdm
 
-from benchmark.separate import StreamResampler, iter_separate, resample_stream
-from recipes.audio import AUDIO_SUFFIXES, atomic_path, audio_info, remove_stale_temps, temp_prefix
+from benchmark.scoring import aggregate
+from benchmark.separate.core import StreamResampler, iter_separate, pick_device, resample_stream
+from recipes.audio import AUDIO_SUFFIXES, audio_info
 from recipes.checkpoint import load_model
 from recipes.errors import SepbenchError
+from recipes.files import atomic_path, remove_stale_temps, temp_prefix
 from recipes.safe_names import RULE, is_safe_name
 
 HELP = "separate your own WAV/FLAC files (or folders) into <name>_voice and <name>_noise"
@@ -46,14 +47,13 @@ FADE_SECONDS = 0.25         # hides seams of models with utterance-level state (
 # times per second of audio.
 MIN_CHUNK_SECONDS = 0.1
 _BLOCK = 1 << 16            # frames per block when converting the float temp files
-BEST_METRIC = "voice_sisdri"
 
 
 def add_arguments(parser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--run", type=Path, metavar="DIR", help="run folder runs/<recipe>/<profile> (uses its best.pt)")
     src.add_argument("--checkpoint", type=Path, metavar="FILE", help="a sepbench model checkpoint file")
-    src.add_argument("--best", action="store_true", help=f"top trained model of the leaderboard by {BEST_METRIC}")
+    src.add_argument("--best", action="store_true", help=f"top trained model of the leaderboard by {aggregate.RANK_METRIC}")
     parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="WAV/FLAC files or folders (recursive)")
     parser.add_argument("--out", type=Path, default=Path("separated"), metavar="DIR",
                         help="output folder; folder inputs keep their sub-paths (default: separated/)")
@@ -87,24 +87,17 @@ def best_checkpoint(leaderboard: Path, runs: Path) -> Path:
     path = Path(leaderboard) / "summary.csv"
     if not path.is_file():
         raise SepbenchError(f"{path}: not found; run `sepbench evaluate` first, or use --run/--checkpoint")
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    columns = set(rows[0]) if rows else set()
-    missing = {"model", "profile", "metric", "mean"} - columns
+    try:
+        summary = aggregate.read_summary(path)
+    except (OSError, ValueError) as exc:
+        raise SepbenchError(f"{path}: unreadable leaderboard summary ({exc})") from None
+    missing = {"model", "profile", "kind", "snr_bucket", "metric", "mean"} - set(summary.columns)
     if missing:
         raise SepbenchError(f"{path}: not a leaderboard summary (missing columns: {', '.join(sorted(missing))})")
-    best, best_mean = None, -math.inf
-    for row in rows:
-        if row["metric"] != BEST_METRIC or row.get("kind", "trained") != "trained" or row.get("snr_bucket", "all") != "all":
-            continue
-        try:
-            mean = float(row["mean"])
-        except ValueError:
-            continue
-        if mean > best_mean:  # NaN never wins
-            best, best_mean = row, mean
+    best = aggregate.best_trained(summary)
     if best is None:
-        raise SepbenchError(f"{path}: no trained model with an overall {BEST_METRIC} mean")
+        raise SepbenchError(f"{path}: no trained model with an overall {aggregate.RANK_METRIC} mean")
+    best = dict(zip(("model", "profile"), best))
     for key in ("model", "profile"):  # they become path parts: '../..' must not
         if not is_safe_name(best[key]):
             raise SepbenchError(f"{path}: the best {key} name {best[key]!r} is not a run folder name ({RULE})")
@@ -135,16 +128,10 @@ def output_paths(stem: Path, src: Path) -> tuple[Path, Path]:
 
 
 class _Progress:
-    """tqdm bars when stderr is a terminal and tqdm is installed; plain lines otherwise."""
+    """tqdm bars when stderr is a terminal; plain lines otherwise (logs, pipes)."""
 
     def __init__(self, n_files: int):
-        self.tqdm = None
-        if sys.stderr.isatty():
-            try:
-                from tqdm import tqdm
-                self.tqdm = tqdm
-            except ImportError:
-                pass
+        self.tqdm = tqdm if sys.stderr.isatty() else None
         self.files = self.tqdm(total=n_files, unit="file", desc="files") if self.tqdm else None
         self.n_files, self.chunks, self.total, self.count = n_files, None, 0, 0
 
@@ -173,14 +160,6 @@ class _Progress:
     def close(self) -> None:
         if self.files is not None:
             self.files.close()
-
-
-def pick_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise SepbenchError("--device cuda: no CUDA device is available here")
-    return device
 
 
 def separate_files(checkpoint_path, inputs, out="separated", *, device: str = "cpu", chunk_seconds: float = 8.0,
@@ -337,11 +316,3 @@ def _convert(raw: Path, dst: Path, gain: float, sr: int, channels: int, fmt: str
                 if block.size == 0:
                     break
                 out.write(block.reshape(-1, channels) * np.float32(gain))
-        # mkstemp makes owner-only files; outputs are the user's recordings, so follow the umask.
-        os.chmod(tmp, 0o666 & ~_umask())
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask

@@ -32,6 +32,8 @@ def overrides_from_args(args) -> list[str]:
 
 
 def run(args) -> int:
+    # Late: recipes.train imports PyTorch Lightning (seconds), which building the parser of every
+    # subcommand must not pay.
     from recipes.train import train
 
     result = train(args.recipe, args.data, profile=args.profile, out=args.out,

@@ -7,7 +7,7 @@ changes), with the largest difference between the two outputs.
 
 UNTRAINED weights (speed does not depend on them), 8 kHz white noise, float32, this process's
 torch threads (set OMP_NUM_THREADS to compare with evaluate's one-thread workers). Both sides
-run the same `batch` clips through benchmark.separate.separate; the sides alternate per repeat
+run the same `batch` clips through benchmark.separate.core.separate; the sides alternate per repeat
 and the figure is the median. Speed-up = per-clip time of batch 1 / per-clip time of the batch.
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     import torch
 
     import recipes
-    from benchmark.separate import separate
+    from benchmark.separate.core import separate
     from recipes import config
 
     mixes = np.random.default_rng(0).standard_normal((args.batch, int(args.seconds * 8000))).astype(np.float32) * 0.1

@@ -43,8 +43,8 @@ PAIRS = {"voice_sisdr": ("si_sdr", 0), "noise_sisdr": ("si_sdr", 1), "voice_sdr"
 
 
 def sepbench_side(test: Path, runs: Path, out: Path, jobs: int | None, log: list) -> dict:
-    from benchmark.aggregate import read_results
     from benchmark.evaluate import evaluate
+    from benchmark.scoring.aggregate import read_results
 
     shutil.rmtree(out, ignore_errors=True)
     t = time.perf_counter()
@@ -98,7 +98,7 @@ def compare(results: Path, keep: dict) -> dict:
     import fast_bss_eval
     import numpy as np
 
-    from benchmark.aggregate import read_results
+    from benchmark.scoring.aggregate import read_results
 
     df = read_results(results).set_index("clip_id")
     out = {}
@@ -141,7 +141,8 @@ def main(argv=None) -> int:
 
     # Imported once here, not inside whichever side runs first.
     import asteroid.metrics  # noqa: F401
-    from leaderboard import render  # noqa: F401
+
+    from benchmark.report import render  # noqa: F401
     from recipes.train import train
 
     with tempfile.TemporaryDirectory() as tmp:

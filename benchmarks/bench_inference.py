@@ -5,7 +5,7 @@
 
 For each recipe in recipes.names() (recipes added later are picked up): the cpu-profile model
 with UNTRAINED weights (speed and memory do not depend on the weights) saved as a sepbench
-checkpoint, then separated through benchmark.separate.separate: a --short input whole, as the
+checkpoint, then separated through benchmark.separate.core.separate: a --short input whole, as the
 benchmark does, and a --long input in chunks with `sepbench separate`'s defaults (chunk, context,
 fade). Mono white noise at the model's rate (8 kHz), batch 1, CPU, float32.
 Every measurement runs in its own fresh process (forked from a server that has only imported the
@@ -35,7 +35,7 @@ def _child(conn, ckpt: str, seconds: float, chunking: dict | None, repeats: int)
     try:
         import numpy as np
 
-        from benchmark.separate import separate
+        from benchmark.separate.core import separate
         from recipes.checkpoint import load_model
 
         model, payload = load_model(ckpt)
@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     ctx = multiprocessing.get_context("forkserver")
     # The server imports these once; each measurement is a fork of it that has run nothing yet.
     # The function's own module is preloaded too, so the children can find _child.
-    ctx.set_forkserver_preload(["torch", "recipes", "benchmark.separate", __name__])
+    ctx.set_forkserver_preload(["torch", "recipes", "benchmark.separate.core", __name__])
     rows, figures = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:

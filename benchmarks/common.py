@@ -111,7 +111,7 @@ def table(headers: list[str], rows: list[list]) -> str:
 
 def demo_data(folder: Path, n_train: int, n_test: int, seconds: float, sample_rate: int = 8000) -> Path:
     """sepbench's own synthetic data set (speech-like voices, varied noises)."""
-    from benchmark.demo import generate
+    from benchmark.data.demo import generate
 
     with contextlib.redirect_stdout(io.StringIO()):
         return generate(folder, n_train=n_train, n_test=n_test, seconds=seconds, sample_rate=sample_rate,

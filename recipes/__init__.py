@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import pkgutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from .errors import SepbenchError
-
-SOURCES = ("voice", "noise")
 
 
 @dataclass(frozen=True)
@@ -54,31 +53,29 @@ def register(name: str, description: str, system: str | None = None, default: bo
     return decorator
 
 
+def _load(name: str | None = None) -> None:
+    """Import one recipe folder (or all of them); each registers itself on import. Late on
+    purpose, the slow-import exception: recipes import torch and asteroid (seconds), which
+    `from recipes.errors import ...` in the command line must not pay."""
+    folders = [name] if name else [m.name for m in pkgutil.iter_modules(__path__) if m.ispkg]
+    for folder in folders:
+        if (Path(__file__).parent / folder / "__init__.py").is_file():
+            importlib.import_module(f"{__name__}.{folder}")
+
+
 def get(name: str) -> Recipe:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise SepbenchError(f"unknown recipe {name!r}; available: {', '.join(sorted(_REGISTRY))}") from None
+    if name not in _REGISTRY and name.isidentifier():
+        _load(name)
+    if name not in _REGISTRY:
+        raise SepbenchError(f"unknown recipe {name!r}; available: {', '.join(names())}")
+    return _REGISTRY[name]
 
 
 def names() -> list[str]:
+    """Every recipe folder: adding a recipe is one new folder, no line to add here."""
+    _load()
     return sorted(_REGISTRY)
 
 
 def default_names() -> list[str]:
-    return sorted(n for n, r in _REGISTRY.items() if r.default)
-
-
-# One line per recipe.
-from . import conv_tasnet  # noqa: E402,F401
-from . import lstm_mask  # noqa: E402,F401
-from . import spec_unet  # noqa: E402,F401
-from . import lstm_tasnet  # noqa: E402,F401
-from . import dprnn  # noqa: E402,F401
-from . import dcunet  # noqa: E402,F401
-from . import dccrnet  # noqa: E402,F401
-from . import wave_unet  # noqa: E402,F401
-from . import deep_clustering  # noqa: E402,F401
-from . import sudormrf  # noqa: E402,F401
-from . import dptnet  # noqa: E402,F401
-from . import gtcrn  # noqa: E402,F401
+    return sorted(n for n in names() if _REGISTRY[n].default)

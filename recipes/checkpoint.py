@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 
 from . import get
-from .audio import atomic_path
 from .errors import SepbenchError
+from .files import atomic_path
 
 FORMAT = "sepbench-model"
 FORMAT_VERSION = 1

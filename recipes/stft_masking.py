@@ -8,7 +8,7 @@ import math
 import numpy as np
 import torch
 from asteroid.models.base_models import BaseEncoderMaskerDecoder
-from asteroid_filterbanks import Decoder, Encoder, STFTFB
+from asteroid_filterbanks import STFTFB, Decoder, Encoder
 from asteroid_filterbanks.stft_fb import perfect_synthesis_window
 from asteroid_filterbanks.transforms import apply_mag_mask, mag
 

@@ -16,12 +16,13 @@ import yaml
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 
-from . import config as config_mod, get
-from .audio import atomic_write_text
+from . import config as config_mod
+from . import get
 from .callbacks import BestExport, CosineSchedule, EpochLog, ReplaceOld, TimeBudget
 from .checkpoint import git_commit, versions
 from .data import FolderDataset, content_hash, data_splits
 from .errors import SepbenchError
+from .files import atomic_write_text
 from .lock import exclusive_lock
 from .losses import build_loss
 from .sampling import GlobalBatchSampler

@@ -378,7 +378,7 @@ def write(path: Path, x: np.ndarray, rate: int) -> None:
     peak = np.max(np.abs(x)) if len(x) else 0.0
     if peak > 0.95:
         x = x * (0.95 / peak)
-    buffer = io.BytesIO()  # through memory: see benchmark/demo.py write_wav
+    buffer = io.BytesIO()  # through memory: see benchmark/data/folder.py write_audio
     sf.write(buffer, x, rate, subtype="PCM_16", format="FLAC")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(buffer.getvalue())

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 
-from benchmark.demo import generate
+from benchmark.data import folder as folder_format
+from benchmark.data.demo import generate
 
 
 @pytest.fixture(scope="session")
@@ -28,12 +28,7 @@ def tiny_copy(tiny_data, tmp_path) -> Path:
 def _write_clip(folder: Path, voice: np.ndarray, noise: np.ndarray, snr: str | float = 0, sr: int = 8000,
                mix: np.ndarray | None = None, subtype: str = "PCM_16", suffix: str = ".wav") -> Path:
     """One clip folder; the mixture is voice + noise unless given. Arrays are [T] or [T, C]."""
-    folder.mkdir(parents=True, exist_ok=True)
-    mix = voice + noise if mix is None else mix
-    label = snr if isinstance(snr, str) else f"{snr:g}"
-    for name, data in ((f"mix_snr_{label}", mix), ("voice", voice), ("noise", noise)):
-        sf.write(str(folder / f"{name}{suffix}"), data, sr, subtype=subtype)
-    return folder
+    return folder_format.write_clip(folder, voice, noise, voice + noise if mix is None else mix, sr, snr, subtype, suffix)
 
 
 def _tone_and_noise(n: int = 4000, sr: int = 8000, snr_db: float = 0.0, seed: int = 0):

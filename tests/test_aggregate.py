@@ -1,4 +1,4 @@
-"""benchmark.aggregate: statistics per model x SNR bucket, CSV round trips."""
+"""benchmark.scoring.aggregate: statistics per model x SNR bucket, CSV round trips."""
 from __future__ import annotations
 
 import math
@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from benchmark import aggregate
+from benchmark.scoring import aggregate
 
 
 def results_frame(values: dict[str, list[float]], labels: list[float], model="m", kind="trained") -> pd.DataFrame:

@@ -5,7 +5,6 @@ from collections import Counter
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 from recipes.data import FolderDataset, data_splits, load_split, parse_snr, split_train_val
@@ -134,7 +133,7 @@ def test_validation_share_is_kept_when_labels_hold_few_clips(write_clip, tone_an
 
 
 def test_validate_and_train_agree_on_a_one_clip_train_split(write_clip, tone_and_noise, tmp_path):
-    from benchmark.validate import validate
+    from benchmark.data.validate import validate
     from recipes.data import data_splits
     write_clip(tmp_path / "train" / "0001", *tone_and_noise(n=800))
     write_clip(tmp_path / "test" / "0002", *tone_and_noise(n=800))

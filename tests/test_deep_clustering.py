@@ -6,8 +6,8 @@ import torch
 from asteroid.losses import deep_clustering_loss
 
 import recipes
-from recipes.deep_clustering.system import DeepClusteringSystem
 from recipes.deep_clustering.model import assign_voice_cluster, dc_loss, kmeans2, stem_gains
+from recipes.deep_clustering.system import DeepClusteringSystem
 
 
 def _one_hot_embeddings(target, dim=4):

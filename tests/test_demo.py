@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from benchmark import cli, demo_synth
-from benchmark.demo import PEAK, generate
+from benchmark import cli
+from benchmark.data import demo_synth
+from benchmark.data.demo import PEAK, generate
 from recipes.data import load_split
 from recipes.errors import SepbenchError
 
@@ -74,7 +75,7 @@ def test_output_folder_safety(tmp_path):
 
 
 def test_cli_takes_negative_lists(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(cli, "COMMANDS", {"demo-data": "benchmark.demo"})
+    monkeypatch.setattr(cli, "COMMANDS", {"demo-data": "benchmark.data.demo"})
     out = tmp_path / "d"
     rc = cli.main(["demo-data", str(out), "--n-train", "4", "--n-test", "2", "--seconds", "0.5",
                    "--snrs", "-6,-1.5", "--seed", "2"])

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import shutil
@@ -17,12 +16,13 @@ import pytest
 import torch
 
 import recipes
-from benchmark import aggregate, cli, references
-from benchmark import eval_workers
+from benchmark import cli
 from benchmark import evaluate as ev
-from recipes.audio import temp_prefix
+from benchmark.scoring import aggregate, references
+from benchmark.scoring import workers as eval_workers
 from recipes.checkpoint import save_model
 from recipes.data import FolderDataset, load_split
+from recipes.files import temp_prefix
 
 TINY = {"conv_tasnet": dict(n_blocks=2, n_repeats=1, n_filters=32, bn_chan=16, hid_chan=32, skip_chan=16),
         "lstm_mask": dict(hidden=16, n_layers=1)}
@@ -222,7 +222,7 @@ def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, capsys, write_clip, 
 
 
 def test_an_interrupted_run_leaves_the_previous_leaderboard(first, tmp_path, tiny_data, monkeypatch):
-    from leaderboard import render
+    from benchmark.report import render
 
     runs, out = copy_of(first, tmp_path)
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
@@ -274,7 +274,7 @@ def _clip(seed=0, n=16000):
 
 @pytest.mark.parametrize("name", ["oracle_irm", "oracle_ibm", "oracle_wiener"])
 def test_oracle_masks_split_the_mixture_and_beat_it(name):
-    from benchmark.metrics import si_sdr
+    from benchmark.scoring.metrics import si_sdr
 
     sources = _clip()
     mix = sources.sum(axis=0)
@@ -285,7 +285,7 @@ def test_oracle_masks_split_the_mixture_and_beat_it(name):
 
 
 def test_oracles_use_the_stems_gains_inside_the_mixture():
-    from benchmark.metrics import si_sdr
+    from benchmark.scoring.metrics import si_sdr
 
     sources = _clip(1)
     mix = 2.0 * sources[0] + 0.25 * sources[1]  # stems stored at other gains than in the mixture

@@ -23,7 +23,9 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from leaderboard import listen
+from benchmark.data.loudness import match_loudness
+from benchmark.report import listen
+from recipes.files import recover_folder
 
 SR = 8000
 EVIL = "<script>alert(1)</script>"
@@ -143,9 +145,9 @@ def test_levels_loudness_matched_and_unclipped(page, run):
 def test_players_hold_each_columns_own_estimate(page, run):
     """Scale-free check that column j plays model j's separation of the row's clip (so the SI-SDR
     printed beside it belongs to what is heard): written files vs a direct separation."""
-    from benchmark import references
-    from benchmark.metrics import si_sdr
-    from benchmark.separate import separate
+    from benchmark.scoring import references
+    from benchmark.scoring.metrics import si_sdr
+    from benchmark.separate.core import separate
     from recipes.audio import read_audio
     from recipes.checkpoint import load_model
 
@@ -165,9 +167,9 @@ def test_players_hold_each_columns_own_estimate(page, run):
 def test_match_loudness_short_and_silent():
     t = np.arange(int(0.2 * SR)) / SR  # shorter than the 0.4 s gating block: RMS matching
     ref, est = 0.5 * np.sin(2 * np.pi * 300 * t), 0.05 * np.sin(2 * np.pi * 700 * t)
-    out = listen.match_loudness(est, ref, SR)
+    out = match_loudness(est, ref, SR)
     assert math.isclose(np.sqrt(np.mean(out ** 2)), np.sqrt(np.mean(ref ** 2)), rel_tol=1e-9)
-    assert not np.any(listen.match_loudness(np.zeros(SR), np.ones(SR) * 0.1, SR))
+    assert not np.any(match_loudness(np.zeros(SR), np.ones(SR) * 0.1, SR))
 
 
 def test_deterministic_atomic_and_filtered(run, tmp_path, monkeypatch):
@@ -185,10 +187,9 @@ def test_deterministic_atomic_and_filtered(run, tmp_path, monkeypatch):
     monkeypatch.undo()
 
     # A crash between the swap's two renames: the old page is put back before the next build.
-    os.replace(out / "listen", out / ".listen-old-x")
-    (out / ".listen-old-y").mkdir()
-    os.replace(out / ".listen-old-x", out / ".listen-old-y" / "listen")
-    listen._recover(out / "listen")
+    (out / ".listen.old-y").mkdir()
+    os.replace(out / "listen", out / ".listen.old-y" / "listen")
+    recover_folder(out / "listen")
     assert _files(out / "listen") == first and sorted(p.name for p in out.iterdir()) == ["listen"]
 
     text = _build(run, out, models=["oracle_irm"], clips_per_bucket=2).read_text(encoding="utf-8")

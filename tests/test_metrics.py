@@ -1,4 +1,4 @@
-"""benchmark.metrics: exact values on constructed signals, fixed source order, failures as NaN."""
+"""benchmark.scoring.metrics: exact values on constructed signals, fixed source order, failures as NaN."""
 from __future__ import annotations
 
 import math
@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from benchmark import metrics
-from benchmark.metrics import METRICS, MetricFailure
+from benchmark.scoring import metrics
+from benchmark.scoring.metrics import METRICS, MetricFailure
 
 SR = 8000
 

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from benchmark import cli, demo_synth
-from benchmark.prepare import prepare
-from benchmark.validate import validate
+from benchmark import cli
+from benchmark.data import demo_synth
+from benchmark.data.prepare import prepare
+from benchmark.data.validate import validate
 from recipes.errors import SepbenchError
 
 ARGS = dict(snrs=[-5, 0, 5], n_train=8, n_test=4, seconds=1.0, sample_rate=8000, seed=0)
@@ -101,7 +102,7 @@ def test_no_usable_audio_names_the_directory(sources, tmp_path, monkeypatch, cap
     empty.mkdir()
     with pytest.raises(SepbenchError, match=f"{empty}: no usable noise audio: 0 WAV/FLAC files found"):
         prepare(sources[0], empty, tmp_path / "out", log=lambda _: None, **ARGS)
-    monkeypatch.setattr(cli, "COMMANDS", {"prepare": "benchmark.prepare"})
+    monkeypatch.setattr(cli, "COMMANDS", {"prepare": "benchmark.data.prepare"})
     rc = cli.main(["prepare", "--speech", str(empty), "--noise", str(sources[1]), "--out", str(tmp_path / "o"),
                    "--snrs", "-5,0"])
     err = capsys.readouterr().err

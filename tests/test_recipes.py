@@ -107,7 +107,7 @@ def test_loading_and_running_models_never_imports_lightning(tmp_path):
     for name in ALL:
         model, args = build(name)
         save_model(tmp_path / f"{name}.pt", model, name, args, 8000)
-    code = ("import sys, torch; from benchmark import eval_workers; from recipes.checkpoint import load_model\n"
+    code = ("import sys, torch; from benchmark.scoring import workers as eval_workers; from recipes.checkpoint import load_model\n"
             f"for name in {ALL!r}:\n"
             f"    load_model('{tmp_path}/' + name + '.pt')[0](torch.zeros(1, 4000))\n"
             "print(sorted(m for m in sys.modules if 'lightning' in m))")

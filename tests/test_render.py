@@ -1,4 +1,4 @@
-"""leaderboard.render: a fixed snapshot for fixed inputs, byte-identical output, table layout.
+"""benchmark.report.render: a fixed snapshot for fixed inputs, byte-identical output, table layout.
 
 To accept an intended change of the layout: SEPBENCH_UPDATE_SNAPSHOTS=1 pytest tests/test_render.py,
 then review the diff of tests/snapshots/ like any other change.
@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark import aggregate
-from leaderboard import render
+from benchmark.report import render
+from benchmark.scoring import aggregate
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "LEADERBOARD.md"
 INFO = {"data": "data/demo/test", "data_hash": "0123456789abcdef", "n_clips": 6, "date": "2025-01-02T03:04:05Z",
@@ -139,8 +139,8 @@ def test_plot_shows_names_as_plain_text(hostile_summary):
     # '$\frac{1}{$' used to make matplotlib's math parser raise, and no leaderboard was written.
     png = render.plot_png(hostile_summary)
     assert png.startswith(b"\x89PNG") and render.plot_png(hostile_summary) == png
-    from matplotlib.figure import Figure
     import matplotlib
+    from matplotlib.figure import Figure
 
     with matplotlib.rc_context({"text.parse_math": False}):
         ax = Figure().add_subplot()

@@ -17,7 +17,7 @@ import torch
 
 import recipes
 from benchmark import separate_cmd
-from benchmark.separate import StreamResampler, resample_stream, separate
+from benchmark.separate.core import StreamResampler, resample_stream, separate
 from recipes.checkpoint import save_model
 from recipes.errors import SepbenchError
 

@@ -1,4 +1,4 @@
-"""recipes.audio.remove_stale_temps: a killed run's temporary files are removed, a running
+"""recipes.files.remove_stale_temps: a killed run's temporary files are removed, a running
 writer's and everything not ours are kept."""
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import sys
 import time
 from pathlib import Path
 
-from recipes.audio import STALE_SECONDS, remove_stale_temps, temp_prefix
+from recipes.files import STALE_SECONDS, remove_stale_temps, temp_prefix
 
 ROOT = Path(__file__).resolve().parents[1]
 
 # Opens an atomic_path temp (as every sepbench output does), says where, and waits to be killed.
 WRITER = """
 import sys
-from recipes.audio import atomic_path
+from recipes.files import atomic_path
 with atomic_path(sys.argv[1]) as tmp:
     tmp.write_bytes(b"half a file")
     print(tmp, flush=True)

@@ -8,15 +8,15 @@ import pytest
 import soundfile as sf
 
 from benchmark import cli
-from benchmark.demo import generate
-from benchmark.validate import validate
+from benchmark.data.demo import generate
+from benchmark.data.validate import validate
 
 CLIP = "train/0002"  # label 0 dB (labels cycle -3, 0, 3)
 
 
 def run_cli(monkeypatch, capsys, *args):
     # Only the subcommand under test is imported, so these tests don't hang on other modules.
-    monkeypatch.setattr(cli, "COMMANDS", {"validate": "benchmark.validate"})
+    monkeypatch.setattr(cli, "COMMANDS", {"validate": "benchmark.data.validate"})
     rc = cli.main(["validate", *map(str, args)])
     out = capsys.readouterr()
     assert "Traceback" not in out.out + out.err

@@ -1,7 +1,7 @@
 import math
 
-from asteroid.masknn.convolutional import DCUMaskNet
 from asteroid.masknn._dcunet_architectures import DCUNET_ARCHITECTURES
+from asteroid.masknn.convolutional import DCUMaskNet
 from asteroid.models import DCUNet
 
 from .. import register

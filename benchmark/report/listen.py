@@ -18,9 +18,6 @@ from __future__ import annotations
 import html
 import io
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,15 +25,20 @@ import numpy as np
 import soundfile as sf
 
 from recipes.audio import read_audio
+from recipes.checkpoint import load_model
 from recipes.data import load_split
 from recipes.errors import SepbenchError
+from recipes.files import atomic_folder, file_hash
+
+from ..data.loudness import match_loudness
+from ..scoring import references
+from ..scoring.aggregate import RANK_METRIC, bucket_label, read_results
+from ..separate.core import separate_clip
 
 ORACLE = "oracle_irm"
 PEAK = 10 ** (-0.2 / 20)
-LOUDNESS_BLOCK_S = 0.4
 SPEC_RANGE_DB = 80.0
 IMG_W, IMG_H, DPI = 192, 80, 100
-_NEW, _OLD = ".listen-new-", ".listen-old-"
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,6 @@ def _resolve(value: str, runs_dir) -> Path | None:
 
 def _columns(results, runs_dir, models) -> tuple[list[_Column], list[str]]:
     """Trained models in leaderboard order (mean voice SI-SDRi over all clips), then the oracle."""
-    from benchmark.evaluate import file_hash
 
     wanted = None if models is None else {models} if isinstance(models, str) else set(models)
     columns, notes, ranked = [], [], []
@@ -75,7 +76,7 @@ def _columns(results, runs_dir, models) -> tuple[list[_Column], list[str]]:
     for (model, profile), group in trained.groupby(["model", "profile"], sort=True):
         label = f"{model}/{profile}"
         if wanted is None or model in wanted or label in wanted:
-            ranked.append((-_mean(group["voice_sisdri"]), model, profile, group))
+            ranked.append((-_mean(group[RANK_METRIC]), model, profile, group))
     for _, model, profile, group in sorted(ranked, key=lambda r: r[:3]):
         label, ckpt = f"{model}/{profile}", sorted(set(group["checkpoint"]) - {""})
         path = _resolve(ckpt[0], runs_dir) if ckpt else None
@@ -109,31 +110,13 @@ def _select(results, clips, per_bucket: int) -> list:
 
 
 def _separator(column: _Column, sample_rate: int):
-    from benchmark import references
     if column.checkpoint is None:
         return lambda mix, sources: references.estimate(ORACLE, mix, sources, sample_rate)
-    from benchmark.separate import separate_clip
-    from recipes.checkpoint import load_model
     model, payload = load_model(column.checkpoint)
     if payload["sample_rate"] != sample_rate:
         raise SepbenchError(f"trained at {payload['sample_rate']} Hz, the test set is {sample_rate} Hz")
 
     return lambda mix, sources: separate_clip(model, mix, sample_rate)  # as evaluate scored it
-
-
-def match_loudness(estimate: np.ndarray, reference: np.ndarray, sample_rate: int) -> np.ndarray:
-    """`estimate` scaled to the reference's integrated loudness (RMS for clips under 0.4 s, or
-    when either is too quiet to gate); a silent signal is left as it is."""
-    import pyloudnorm
-
-    est, ref = np.asarray(estimate, np.float64), np.asarray(reference, np.float64)
-    if len(ref) >= LOUDNESS_BLOCK_S * sample_rate:
-        meter = pyloudnorm.Meter(sample_rate, block_size=LOUDNESS_BLOCK_S)
-        le, lr = meter.integrated_loudness(est), meter.integrated_loudness(ref)
-        if math.isfinite(le) and math.isfinite(lr):
-            return est * 10 ** ((lr - le) / 20)
-    re, rr = np.sqrt(np.mean(est ** 2)), np.sqrt(np.mean(ref ** 2))
-    return est * (rr / re) if re > 0 and rr > 0 else est
 
 
 def _spectrogram(x: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -146,6 +129,7 @@ def _spectrogram(x: np.ndarray, sample_rate: int) -> np.ndarray:
 
 
 def _png(db: np.ndarray, vmax: float) -> bytes:
+    # Late: matplotlib takes about a second to import and only the page's images need it.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -176,7 +160,6 @@ def _score(results, key, clip_id: str, source: str, improvement: bool = True) ->
 
 
 def _row(i, clip, columns, separators, results, folder: Path) -> str:
-    from benchmark.aggregate import bucket_label
 
     mix, sr = read_audio(clip.mix)
     sources = np.stack([read_audio(clip.voice)[0], read_audio(clip.noise)[0]])
@@ -249,32 +232,12 @@ def _page(rows, columns, notes, n_clips, results) -> str:
             + "\n</tbody></table></div></body></html>\n")
 
 
-def _swap(new: Path, dest: Path) -> None:
-    """Replace dest with new by two renames; an old page kept aside is put back on the next
-    build if a crash fell between them."""
-    old = Path(tempfile.mkdtemp(prefix=_OLD, dir=dest.parent))
-    if dest.exists():
-        os.replace(dest, old / "listen")
-    os.replace(new, dest)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _recover(dest: Path) -> None:
-    for leftover in sorted(dest.parent.glob(_OLD + "*")):
-        if not dest.exists() and (leftover / "listen").is_dir():
-            os.replace(leftover / "listen", dest)
-        shutil.rmtree(leftover, ignore_errors=True)
-    for leftover in dest.parent.glob(_NEW + "*"):
-        shutil.rmtree(leftover, ignore_errors=True)
-
-
 def build_listening_page(results_csv, test_dir, out_dir, runs_dir=None, clips_per_bucket: int = 1,
                          models=None, log=print) -> Path:
     """Write OUT/listen/ (index.html, audio/, img/) and return the path of index.html.
 
     `models`: names ("recipe" or "recipe/profile", and "oracle_irm") to show; default all trained
     models plus the oracle. Checkpoint paths in results.csv are resolved against `runs_dir`."""
-    from benchmark.aggregate import read_results
 
     results = read_results(results_csv)
     clips = load_split(test_dir)
@@ -292,16 +255,9 @@ def build_listening_page(results_csv, test_dir, out_dir, runs_dir=None, clips_pe
     for n in notes:
         log(f"listening page: {n}")
     dest = Path(out_dir) / "listen"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    _recover(dest)
-    tmp = Path(tempfile.mkdtemp(prefix=_NEW, dir=dest.parent))
-    try:
-        os.chmod(tmp, 0o755)  # mkdtemp's 0700 would make the page unreadable to a web server
+    with atomic_folder(dest) as tmp:
         (tmp / "audio").mkdir()
         (tmp / "img").mkdir()
         rows = [_row(i, clip, columns, separators, results, tmp) for i, clip in enumerate(chosen, 1)]
         (tmp / "index.html").write_text(_page(rows, columns, notes, len(clips), results), encoding="utf-8")
-        _swap(tmp, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return dest / "index.html"

@@ -2,7 +2,7 @@
 
 Voices are speech-like (glottal pulses with pitch contours, moving vowel formants, syllable
 envelopes, fricative bursts, pauses) and noises vary per clip (coloured, machine hum, babble,
-transients, or a mixture of two); see `benchmark/demo_synth.py`. Everything comes from seeded
+transients, or a mixture of two); see `benchmark/data/demo_synth.py`. Everything comes from seeded
 generators, so the same arguments give byte-identical files.
 
 Level policy (shared with `sepbench prepare`): the voice is set to TARGET_LUFS with pyloudnorm
@@ -23,25 +23,25 @@ import csv
 import io
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import pyloudnorm
 import soundfile as sf
 
-from recipes.audio import atomic_write_text
+from recipes.files import atomic_write_text
 from recipes.errors import SepbenchError
 
 from . import demo_synth as synth
+from .folder import new_dataset_dir, to_csv, write_clip
+from .loudness import Meter
 
 HELP = "write a synthetic demo data set (speech-like voices + varied noises), deterministic from a seed"
 TARGET_LUFS = -28.0
 PEAK = 0.9  # headroom below full scale, so quantisation and resampling never clip
-MIN_LOUDNESS_SECONDS = 0.4  # pyloudnorm's gating block
-DATASET_ENTRIES = {"train", "val", "test", "manifest.csv"}
 
 
 def add_arguments(parser) -> None:
@@ -61,7 +61,6 @@ def add_arguments(parser) -> None:
 def allow_negative_lists(parser) -> None:
     # argparse takes "-4,-3" for an option name, so `--snrs -4,-3` would fail; as in Python
     # 3.13's argparse, anything starting with a minus and a digit is a value.
-    import re
     parser._negative_number_matcher = re.compile(r"^-\.?\d")
 
 
@@ -87,11 +86,6 @@ def parse_snrs(text: str) -> list[float]:
     return values
 
 
-def mix_name(snr: float) -> str:
-    """File name carrying the label: -4.0 -> mix_snr_-4.wav, 2.5 -> mix_snr_2.5.wav."""
-    return f"mix_snr_{float(snr):g}.wav"
-
-
 def check_sizes(n_train: int, n_test: int, seconds: float, sample_rate: int, snrs, seed: int) -> None:
     if seed < 0:
         raise SepbenchError(f"--seed must be 0 or more, got {seed}")
@@ -105,21 +99,11 @@ def check_sizes(n_train: int, n_test: int, seconds: float, sample_rate: int, snr
         raise SepbenchError("--snrs: give at least one SNR label")
 
 
-class Leveller:
-    """Loudness measurement with one pyloudnorm meter per sample rate."""
-
-    def __init__(self, sample_rate: int):
-        self.sample_rate = sample_rate
-        self.meter = pyloudnorm.Meter(sample_rate)
+class Leveller(Meter):
+    """The level policy: the voice at TARGET_LUFS, the noise at the SNR's power ratio."""
 
     def loudness(self, x: np.ndarray) -> float:
-        if len(x) >= MIN_LOUDNESS_SECONDS * self.sample_rate:
-            value = self.meter.integrated_loudness(x.astype(np.float64))
-            if math.isfinite(value):
-                return value
-        # Too short for a gating block, or everything gated away (near silence): RMS in dBFS
-        # agrees with LUFS within a few dB for speech and keeps the level finite.
-        return 20 * math.log10(max(float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))), 1e-10))
+        return self.level(x)
 
     def mix(self, voice: np.ndarray, noise: np.ndarray, snr: float):
         """Int16 (voice, noise, mix) with mix == voice + noise and 10log10 power ratio == snr,
@@ -136,44 +120,6 @@ class Leveller:
         qn = np.round(n * scale * 32767).astype(np.int32)
         qm = qv + qn  # integer sum: the mixture file is exactly the stems' sum
         return qv.astype(np.int16), qn.astype(np.int16), qm.astype(np.int16), gain_v * scale, gain_n * scale
-
-
-def write_wav(path: Path, data: np.ndarray, sample_rate: int) -> None:
-    # Through memory: closing a real file makes libsndfile fsync it, which cost more than the
-    # synthesis on a busy disk. The data set's folder is renamed into place only when complete.
-    buffer = io.BytesIO()
-    sf.write(buffer, data, sample_rate, subtype="PCM_16", format="WAV")
-    path.write_bytes(buffer.getvalue())
-
-
-@contextlib.contextmanager
-def new_dataset_dir(out: str | Path, force: bool):
-    """Yield an empty temporary folder beside `out`, renamed to `out` only if the block succeeds:
-    an interrupted run never leaves half a data set, nor destroys the old one."""
-    out = Path(out).absolute()
-    if out.exists() and not out.is_dir():
-        raise SepbenchError(f"{out}: exists and is not a folder")
-    existing = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
-    if existing and not force:
-        raise SepbenchError(f"{out}: folder is not empty (use --force to replace it)")
-    foreign = [name for name in existing if name not in DATASET_ENTRIES]
-    if foreign:
-        # --force must never wipe a folder that is not a data set (a typo like `demo-data ~`).
-        raise SepbenchError(f"{out}: holds other things than a data set ({', '.join(foreign[:5])}); not replacing it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        yield tmp
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-            os.replace(out, old)  # rename(2) may replace an empty folder
-            os.replace(tmp, out)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
 
 
 def clip_plan(n_train: int, n_test: int, snrs, seed: int, quirks: bool):
@@ -227,19 +173,7 @@ def generate(out, n_train: int = 400, n_test: int = 100, seconds: float = 4.0, s
             # One generator per clip: a clip depends only on (seed, id), not on the others.
             rng = np.random.default_rng([seed, int(folder_id)])
             qv, qn, qm, row = make_clip(leveller, n, sample_rate, label, quirk, rng)
-            folder = tmp / split / folder_id
-            folder.mkdir(parents=True)
-            write_wav(folder / mix_name(label), qm, sample_rate)
-            write_wav(folder / "voice.wav", qv, sample_rate)
-            write_wav(folder / "noise.wav", qn, sample_rate)
+            write_clip(tmp / split / folder_id, qv, qn, qm, sample_rate, label)
             rows.append({"folder": folder_id, "split": split, "snr": f"{label:g}", **row})
         atomic_write_text(tmp / "manifest.csv", to_csv(rows))
     return Path(out)
-
-
-def to_csv(rows: list[dict]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()

@@ -6,11 +6,15 @@ computed raises MetricFailure; score_clip turns that into NaN plus a reason, nev
 """
 from __future__ import annotations
 
+import hashlib
+import importlib
 import math
 from dataclasses import dataclass
 from math import gcd
 
 import numpy as np
+import pesq as pesq_lib
+from scipy.signal import resample_poly
 
 from recipes.mixing import mixture_gains  # noqa: F401  (one definition; references.py and tests import it from here too)
 
@@ -92,7 +96,8 @@ def sdr(est: np.ndarray, ref: np.ndarray) -> float:
     """BSS-eval SDR (v4 style: 512-tap distortion filter, exact solve) of one estimate against
     its own reference only. Per-source SDR depends on that pair alone, so scoring each source on
     its own is the same number as bss_eval's, without its permutation search."""
-    import fast_bss_eval  # imported here: it pulls in torch, which pure callers may not need
+    # Late: fast_bss_eval imports torch (seconds), which pure callers of this module may not need.
+    import fast_bss_eval
 
     est, ref = _check_pair(est, ref)
     # pairwise=True on one pair: fast_bss_eval's pairwise=False path crashes under numpy 2.
@@ -112,16 +117,12 @@ def pesq_mode(sample_rate: int) -> tuple[str, int]:
 
 
 def _resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
-    from scipy.signal import resample_poly
-
     g = gcd(sr_in, sr_out)
     return resample_poly(x, sr_out // g, sr_in // g)
 
 
 def pesq(est: np.ndarray, ref: np.ndarray, sample_rate: int) -> float:
     """ITU-T P.862 MOS-LQO of `est` against the clean `ref` (mode from pesq_mode)."""
-    import pesq as pesq_lib
-
     est, ref = _check_pair(est, ref)
     mode, rate = pesq_mode(sample_rate)
     if rate != sample_rate:
@@ -144,16 +145,12 @@ _SEGMENTS: list = [None, None]
 
 def _pystoi():
     """pystoi's stoi module (its constants and utils): `pystoi.stoi` itself names the function."""
-    import importlib
-
     return importlib.import_module("pystoi.stoi")
 
 
 def _stoi_segments(est: np.ndarray, ref: np.ndarray, sample_rate: int):
     """pystoi's (clean, processed) segment arrays [J, bands, N], in pystoi's own steps and order,
     so the measures below equal pystoi.stoi's (tested)."""
-    import hashlib
-
     est, ref = _check_pair(est, ref)
     key = (sample_rate, est.shape, hashlib.blake2b(est.tobytes()).digest(), hashlib.blake2b(ref.tobytes()).digest())
     if _SEGMENTS[0] == key:

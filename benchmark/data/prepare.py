@@ -21,11 +21,12 @@ import numpy as np
 import scipy.signal
 import soundfile as sf
 
-from recipes.audio import AUDIO_SUFFIXES, atomic_write_text
+from recipes.audio import AUDIO_SUFFIXES
+from recipes.files import atomic_write_text
 from recipes.errors import SepbenchError
 
-from .demo import (Leveller, allow_negative_lists, check_sizes, mix_name, new_dataset_dir, parse_snrs,
-                   to_csv, write_wav)
+from .demo import Leveller, allow_negative_lists, check_sizes, parse_snrs
+from .folder import new_dataset_dir, to_csv, write_clip
 
 HELP = "build a data set in the folder format from directories of speech and noise recordings"
 QUIET_LUFS = -60.0  # a segment below this is mostly silence: draw another offset
@@ -84,11 +85,7 @@ def prepare(speech_dir, noise_dir, out, snrs=(-5, 0, 5, 10), n_train: int = 1000
                 noise_src = noise_pool[int(rng.integers(len(noise_pool)))]
                 noise, noise_offset = draw_segment(noise_src, n, sample_rate, leveller, rng)
                 qv, qn, qm, gain_v, gain_n = leveller.mix(voice, noise, label)
-                folder = tmp / split / folder_id
-                folder.mkdir(parents=True)
-                write_wav(folder / mix_name(label), qm, sample_rate)
-                write_wav(folder / "voice.wav", qv, sample_rate)
-                write_wav(folder / "noise.wav", qn, sample_rate)
+                write_clip(tmp / split / folder_id, qv, qn, qm, sample_rate, label)
                 rows.append({"folder": folder_id, "split": split, "snr": f"{label:g}",
                              "speech_file": speech_pool[i % len(speech_pool)].name, "speech_offset_s": f"{speech_offset:.6f}",
                              "noise_file": noise_src.name, "noise_offset_s": f"{noise_offset:.6f}",

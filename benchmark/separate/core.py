@@ -15,6 +15,17 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from recipes.errors import SepbenchError
+
+
+def pick_device(device: str) -> str:
+    """`auto`: cuda when there is one, else cpu; asking for cuda without one is an error."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SepbenchError(f"--device {device}: no CUDA device is available here (use --device auto or cpu)")
+    return device
+
 
 def frame_stride(model: torch.nn.Module) -> int:
     """Hop of the model's analysis filterbank in samples (asteroid Encoder), 1 if it has none."""

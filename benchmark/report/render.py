@@ -16,13 +16,12 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from benchmark.aggregate import ALL, KIND_ORDER, bucket_sort_key
-from benchmark.metrics import METRICS, pesq_mode
-from recipes.audio import atomic_path
+from benchmark.scoring.aggregate import ALL, KIND_ORDER, RANK_METRIC, bucket_sort_key
+from benchmark.scoring.metrics import METRICS, pesq_mode
+from recipes.files import atomic_path
 
 PLOT_NAME = "si_sdri_by_snr.png"
 CURVES_NAME = "learning_curves.png"
-RANK_METRIC = "voice_sisdri"
 _TABLE_METRICS = ["voice_sisdri", "voice_sdri", "PESQ", "voice_stoi", "voice_estoi", "noise_sisdri"]
 # Characters Markdown (GitHub's flavour: tables, strikethrough, math) would act on anywhere in a
 # line. '_' only acts at a word's edge, so 'conv_tasnet' stays readable in the raw file.
@@ -144,7 +143,7 @@ def snr_table(summary: pd.DataFrame) -> str:
 def _note(info: dict, pesq_metric: str) -> str:
     sr = int(info.get("sample_rate", 8000))
     mode, rate = pesq_mode(sr)
-    pesq = (f"narrow-band (ITU-T P.862) at 8 kHz" if mode == "nb" else "wide-band (ITU-T P.862.2) at 16 kHz")
+    pesq = ("narrow-band (ITU-T P.862) at 8 kHz" if mode == "nb" else "wide-band (ITU-T P.862.2) at 16 kHz")
     if rate != sr:
         pesq += f"; the test set's {sr} Hz audio is resampled to 16 kHz for PESQ only"
     return "\n".join([
@@ -186,7 +185,7 @@ def render(summary: pd.DataFrame, cards: dict, info: dict) -> str:
         f"## {_header(RANK_METRIC)} by SNR label of the mixture", "",
         snr_table(summary), "",
         f"![{METRICS[RANK_METRIC].label} by SNR]({PLOT_NAME})", "",
-        *([f"## Learning curves: validation voice SI-SDRi against training time", "",
+        *(["## Learning curves: validation voice SI-SDRi against training time", "",
            f"![validation voice SI-SDRi against training minutes]({CURVES_NAME})", "",
            "One line per trained model, from its `log.csv` (one point per epoch, on the validation split, "
            "not the test set): whether a model had flattened out or was still improving when its time "
@@ -205,6 +204,7 @@ def _label(text: str) -> str:
 def plot_png(summary: pd.DataFrame) -> bytes:
     """Voice SI-SDRi against SNR label, one line per model with its CI band; oracles dashed,
     the mixture dotted. PNG bytes with no software version stamped in them."""
+    # Late: matplotlib takes about a second to import; only the plots need it.
     import matplotlib
 
     # Names are plain text: '$...$' in a name was parsed as math (and failed the whole
@@ -214,6 +214,7 @@ def plot_png(summary: pd.DataFrame) -> bytes:
 
 
 def _plot_png(summary: pd.DataFrame) -> bytes:
+    # Late: matplotlib takes about a second to import; only the plots need it.
     from matplotlib.figure import Figure
 
     s = _Summary(summary)
@@ -241,6 +242,7 @@ def _plot_png(summary: pd.DataFrame) -> bytes:
 def learning_curves_png(curves: dict[str, list[tuple[float, float]]]) -> bytes:
     """Validation voice SI-SDRi against training minutes, one line per model: {label: [(minutes,
     dB), ...]}. PNG bytes with no software version stamped in them."""
+    # Late: matplotlib takes about a second to import; only the plots need it.
     import matplotlib
     from matplotlib.figure import Figure
 

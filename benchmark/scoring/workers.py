@@ -17,6 +17,7 @@ import contextlib
 import math
 import multiprocessing
 import os
+import threading
 import time
 
 import numpy as np
@@ -25,8 +26,8 @@ import torch
 from recipes.checkpoint import load_model
 from recipes.data import FolderDataset
 
+from ..separate.core import LONG_CLIP_S, separate, separate_clip
 from . import metrics, references
-from .separate import LONG_CLIP_S, separate, separate_clip
 
 # A batch holds at most this many samples (160 s at 16 kHz), so long clips or high sample
 # rates shrink the batch instead of running out of memory.
@@ -114,9 +115,8 @@ def _thread_env(threads: int):
 def _warm(barrier) -> None:
     """Worker start: import what metrics import lazily, then wait until every worker is ready,
     so start-up is paid before the first model's clock starts."""
-    import threading
-
-    import fast_bss_eval, pesq, pystoi, scipy.signal  # noqa: F401,E401
+    # Warm-up on purpose: the one import metrics.py makes late (it pulls in torch).
+    import fast_bss_eval  # noqa: F401
     try:
         barrier.wait(timeout=300)
     except threading.BrokenBarrierError:  # a replacement worker after a crash: start anyway

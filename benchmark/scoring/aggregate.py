@@ -10,14 +10,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
-from recipes.audio import atomic_path
+from recipes.files import atomic_path
 
 from .metrics import METRICS
 
 MODEL_KEYS = ["model", "profile", "kind"]
 KIND_ORDER = {"trained": 0, "oracle": 1, "reference": 2}
 ALL = "all"
+RANK_METRIC = "voice_sisdri"  # what the leaderboard ranks by: mean voice SI-SDRi over all clips
 SUMMARY_COLUMNS = MODEL_KEYS + ["snr_bucket", "metric", "n", "n_failed", "mean", "median", "std",
                                 "ci95_low", "ci95_high"]
 _TEXT_COLUMNS = ("model", "profile", "kind", "clip_id", "failure_reason", "checkpoint", "checkpoint_hash",
@@ -37,8 +39,6 @@ def metric_stats(values) -> dict:
     """n, mean, median, std and the two-sided 95% t-interval of the mean of the finite-or-inf
     values; NaN values are failures and only counted. n identical values -> zero-width
     interval exactly; n = 1 -> NaN interval (no spread to estimate)."""
-    from scipy import stats
-
     x = np.asarray(values, dtype=np.float64)
     failed = int(np.isnan(x).sum())
     x = x[~np.isnan(x)]
@@ -104,6 +104,17 @@ def read_results(path: str | Path) -> pd.DataFrame:
 
 def read_summary(path: str | Path) -> pd.DataFrame:
     return _read(path)
+
+
+def best_trained(summary: pd.DataFrame) -> tuple[str, str] | None:
+    """(model, profile) of the trained model with the highest overall mean RANK_METRIC; a NaN
+    mean never wins; None when there is no such row."""
+    rows = summary[(summary["metric"] == RANK_METRIC) & (summary["kind"] == "trained") & (summary["snr_bucket"] == ALL)]
+    means = pd.to_numeric(rows["mean"], errors="coerce")
+    if means.notna().sum() == 0:
+        return None
+    best = rows.loc[means.idxmax()]
+    return str(best["model"]), str(best["profile"])
 
 
 def write_csv(df: pd.DataFrame, path: str | Path) -> None:

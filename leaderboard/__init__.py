@@ -1,1 +1,0 @@
-"""Leaderboard rendering: summary statistics -> LEADERBOARD.md and its plot (outputs land in this folder)."""

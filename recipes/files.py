@@ -1,0 +1,146 @@
+"""Files written whole or not at all: atomic files and folders, cleanup of the temporaries a
+killed run leaves, content hashes. Shared by training, the benchmark and its tools."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+# Temporary files are named `.<target>.sepbench-<pid>-<host>-<random>.tmp<suffix>` (or `.f32` for
+# separate's raw streams): the writer's PID and host let remove_stale_temps tell the leftovers
+# of a killed run from the files of one still running. <host> is a hash: hostnames may hold any
+# character.
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+_TEMP_RE = re.compile(r"\..+\.sepbench-(?P<pid>[0-9]+)-(?P<host>[0-9a-f]{8})-[a-z0-9_]{8}"
+                      r"\.(?:tmp(?:\.[A-Za-z0-9]+)?|f32)")
+# Names written before the PID was part of them: `.<target>.<random>.tmp<suffix>` and `.f32`.
+_LEGACY_TEMP_RE = re.compile(r"\..+\.[a-z0-9_]{8}\.(?:tmp(?:\.[A-Za-z0-9]+)?|f32)")
+STALE_SECONDS = 3600.0  # a temp whose writer cannot be checked is left alone this long
+_DEAD_GRACE_SECONDS = 60.0  # PID namespaces can hide a live writer; a running writer touches its file
+
+
+def temp_prefix(path: str | Path) -> str:
+    """mkstemp prefix for a temporary file beside `path` (see remove_stale_temps)."""
+    return f".{Path(path).name}.sepbench-{os.getpid()}-{_HOST}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # another user's process (or a PID we cannot check): assume alive
+    return True
+
+
+def remove_stale_temps(folder: str | Path, max_age: float = STALE_SECONDS) -> list[Path]:
+    """Delete this tool's temporary files in `folder` (not recursive) left by killed runs, and
+    return them. A temp file is stale when its writer (PID on this host) is dead and the file
+    has not changed for a minute, or, when the writer cannot be checked (another host, an older
+    sepbench), when it is older than `max_age` seconds. Anything else, including every file not
+    named like this tool's temps, is kept."""
+    removed, now = [], time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed  # no folder (yet) or unreadable: nothing of ours to clean
+    for entry in entries:
+        if not entry.name.startswith("."):
+            continue
+        new, legacy = _TEMP_RE.fullmatch(entry.name), _LEGACY_TEMP_RE.fullmatch(entry.name)
+        if not (new or legacy):
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            age = now - entry.stat(follow_symlinks=False).st_mtime
+        except OSError:
+            continue
+        if new and new["host"] == _HOST:
+            stale = age > _DEAD_GRACE_SECONDS and not _alive(int(new["pid"]))
+        else:
+            stale = age > max_age
+        if stale:
+            with contextlib.suppress(OSError):  # cleaning is best effort: never fail a run over it
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path):
+    """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds,
+    so an interruption never leaves a half-written file where a good one was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp" + path.suffix, dir=path.parent)
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600 files; outputs get the usual permissions
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
+
+
+def umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_folder(dest: str | Path):
+    """Yield an empty temporary folder beside `dest` (permissions from the umask, not mkdtemp's
+    0700, so a web server can read a page); if the block succeeds it replaces `dest` by two
+    renames: the old folder is moved aside, the new one renamed in, the old one deleted. A crash
+    between the two renames leaves the old folder aside; the next atomic_folder(dest) puts it
+    back first."""
+    dest = Path(dest).absolute()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    recover_folder(dest)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.new-", dir=dest.parent))
+    try:
+        os.chmod(tmp, 0o777 & ~umask())
+        yield tmp
+        aside = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+        if dest.exists():
+            os.replace(dest, aside / dest.name)
+        os.replace(tmp, dest)
+        shutil.rmtree(aside, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def recover_folder(dest: str | Path) -> None:
+    """Undo what a crash inside atomic_folder(dest) left: the old folder is put back if `dest` is
+    missing, and abandoned new folders are deleted."""
+    dest = Path(dest).absolute()
+    for leftover in sorted(dest.parent.glob(f".{dest.name}.old-*")):
+        if not dest.exists() and (leftover / dest.name).is_dir():
+            os.replace(leftover / dest.name, dest)
+        shutil.rmtree(leftover, ignore_errors=True)
+    for leftover in dest.parent.glob(f".{dest.name}.new-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def file_hash(path: str | Path) -> str:
+    """First 16 hex digits of the file's SHA-256 (a checkpoint's identity in caches)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
