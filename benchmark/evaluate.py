@@ -25,7 +25,7 @@ import pandas as pd
 import threadpoolctl
 
 from recipes.checkpoint import git_commit, load_model
-from recipes.data import FOLDER_RE, FolderDataset, content_hash, load_split
+from recipes.data import FolderDataset, content_hash, load_split, test_split_dir
 from recipes.errors import SepbenchError
 from recipes.files import atomic_path, file_hash, remove_stale_temps
 from recipes.lock import exclusive_lock
@@ -105,10 +105,7 @@ def _cache_file(cache: Path, kind: str, *key: str) -> Path:
 
 
 def _test_clips(data: Path):
-    if not data.is_dir():
-        raise SepbenchError(f"{data}: test folder does not exist")
-    if (data / "test").is_dir() and not any(FOLDER_RE.match(p.name) for p in data.iterdir() if p.is_dir()):
-        data = data / "test"  # a data set root was given: use its test split
+    data = test_split_dir(data)
     return data, load_split(data)
 
 

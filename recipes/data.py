@@ -116,6 +116,17 @@ def scan_split(split_dir: str | Path) -> tuple[list[Clip], list[Problem]]:
     return clips, problems
 
 
+def test_split_dir(data: str | Path) -> Path:
+    """A test split folder as given, or the test/ of a data set root (a folder holding test/ and
+    no clip folders of its own): what `sepbench evaluate` and `sepbench listen` accept."""
+    data = Path(data)
+    if not data.is_dir():
+        raise SepbenchError(f"{data}: test folder does not exist")
+    if (data / "test").is_dir() and not any(FOLDER_RE.match(p.name) for p in data.iterdir() if p.is_dir()):
+        return data / "test"
+    return data
+
+
 def load_split(split_dir: str | Path) -> list[Clip]:
     """Clips of a split; raises on the first structural error (run `sepbench validate` for all)."""
     clips, problems = scan_split(split_dir)

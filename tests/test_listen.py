@@ -18,11 +18,13 @@ import threading
 from functools import partial
 from pathlib import Path
 
+import markupsafe
 import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
 
+from benchmark.cli import main
 from benchmark.data.loudness import match_loudness
 from benchmark.report import listen
 from recipes.files import recover_folder
@@ -101,10 +103,11 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 def test_page_content_escaping_and_links(page):
     text = page.read_text(encoding="utf-8")
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text and "&quot;&gt;&lt;img src=x onerror=alert(2)&gt;" in text
+    # Jinja2's autoescape (markupsafe) writes " as &#34;.
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text and "&#34;&gt;&lt;img src=x onerror=alert(2)&gt;" in text
     assert "<script" not in text.lower() and "<img src=x" not in text and EVIL not in text
     # Columns in leaderboard order (mean voice SI-SDRi), then the oracle; other references absent.
-    evil_label = listen._esc(f"{EVIL}/{EVIL_PROFILE}")
+    evil_label = str(markupsafe.escape(f"{EVIL}/{EVIL_PROFILE}"))
     header = text[text.index("<thead>"):text.index("</thead>")]
     assert header.index(evil_label) < header.index("lstm_mask/smoke") < header.index("oracle_irm")
     assert "oracle_ibm" not in text
@@ -194,6 +197,26 @@ def test_deterministic_atomic_and_filtered(run, tmp_path, monkeypatch):
 
     text = _build(run, out, models=["oracle_irm"], clips_per_bucket=2).read_text(encoding="utf-8")
     assert "lstm_mask" not in text and "alert" not in text and text.count("<audio") == 4 * (3 + 2)
+
+
+def test_listen_command(run, tmp_path):
+    """`sepbench listen` on a scored leaderboard folder and a data set root holding test/."""
+    out = tmp_path / "lb"
+    out.mkdir()
+    shutil.copy(run["results"], out / "results.csv")
+    assert main(["listen", "--data", str(run["test_dir"].parent), "--out", str(out), "--runs", str(run["runs"]),
+                 "--models", "lstm_mask, oracle_irm"]) == 0
+    text = (out / "listen" / "index.html").read_text(encoding="utf-8")
+    assert "lstm_mask/smoke" in text and "oracle_irm" in text and "alert" not in text
+    assert text.count("<audio") == 2 * (3 + 2 * 2)  # one clip per SNR label, two models
+
+
+def test_listen_command_without_results(run, tmp_path, capsys):
+    out = tmp_path / "empty"
+    assert main(["listen", "--data", str(run["test_dir"]), "--out", str(out), "--runs", str(run["runs"])]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(out / "results.csv") in err, err
+    assert not out.exists()
 
 
 # ---- in a real browser ----

@@ -105,7 +105,7 @@ def test_default_recipe_set_and_all(monkeypatch, tiny_data, tmp_path, flag, expe
 
     trained = []
     monkeypatch.setattr(run_all, "train_all", lambda args, data, names: trained.extend(names) or ["stop"])
-    monkeypatch.setattr("benchmark.evaluate.evaluate", lambda *a, **k: (_ for _ in ()).throw(SystemExit(0)))
+    monkeypatch.setattr(run_all, "evaluate", lambda *a, **k: (_ for _ in ()).throw(SystemExit(0)))
     with pytest.raises(SystemExit):
         run_all.main(["--data", str(tiny_data), "--runs", str(tmp_path)] + (["--recipes", flag] if flag else []))
     want = {"default": recipes.default_names(), "all": recipes.names()}.get(expected, [expected])

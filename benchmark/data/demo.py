@@ -60,7 +60,9 @@ def add_arguments(parser) -> None:
 
 def allow_negative_lists(parser) -> None:
     # argparse takes "-4,-3" for an option name, so `--snrs -4,-3` would fail; as in Python
-    # 3.13's argparse, anything starting with a minus and a digit is a value.
+    # 3.13's argparse, anything starting with a minus and a digit is a value. A private
+    # attribute, kept because the public way (`--snrs=-4,-3`) is what users forget;
+    # test_cli_takes_negative_lists (tests/test_demo.py) fails if argparse stops honouring it.
     parser._negative_number_matcher = re.compile(r"^-\.?\d")
 
 

@@ -10,17 +10,17 @@ keeps all peaks below -0.2 dBFS in the 16-bit files; the row header states it.
 
 The page is static: no script, inline CSS, and a Content-Security-Policy that allows only files
 of its own folder. Audio and image file names are built from indices, never from a model, run
-or clip name; those are only displayed, HTML-escaped. The folder is built beside listen/ and
+or clip name; those are only displayed, as text the template (templates/listen.html) autoescapes. The folder is built beside listen/ and
 swapped in at the end, so an interrupted build leaves the previous page. Same inputs, same bytes.
 """
 from __future__ import annotations
 
-import html
 import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import jinja2
 import numpy as np
 import soundfile as sf
 
@@ -39,17 +39,15 @@ ORACLE = "oracle_irm"
 PEAK = 10 ** (-0.2 / 20)
 SPEC_RANGE_DB = 80.0
 IMG_W, IMG_H, DPI = 192, 80, 100
+_TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+                                autoescape=True, keep_trailing_newline=True)
 
 
 @dataclass(frozen=True)
 class _Column:
-    label: str  # displayed, escaped
+    label: str  # displayed (as text: the template escapes it)
     key: tuple[str, str, str]  # (model, profile, kind) in results.csv
     checkpoint: Path | None  # None: the oracle, computed from the true stems
-
-
-def _esc(value) -> str:
-    return html.escape(str(value), quote=True)
 
 
 def _mean(values) -> float:
@@ -150,22 +148,24 @@ def _rows_of(results, key):
     return results[mask & (results["profile"] == key[1])] if key[2] == "trained" else results[mask]
 
 
-def _score(results, key, clip_id: str, source: str, improvement: bool = True) -> str:
+def _score(results, key, clip_id: str, source: str, improvement: bool = True) -> tuple[str, str]:
+    """(SI-SDR text, improvement text or "") of one cell, both plain text."""
     rows = _rows_of(results, key)
     row = rows[rows["clip_id"] == clip_id]
     if row.empty or math.isnan(float(row[f"{source}_sisdr"].iloc[0])):
-        return "SI-SDR –"
+        return "SI-SDR –", ""
     value, gain = float(row[f"{source}_sisdr"].iloc[0]), float(row[f"{source}_sisdri"].iloc[0])
-    return f"SI-SDR {value:.1f} dB" + ("" if math.isnan(gain) or not improvement else f"<br>({gain:+.1f} dB)")
+    return f"SI-SDR {value:.1f} dB", ("" if math.isnan(gain) or not improvement else f"{gain:+.1f} dB")
 
 
-def _row(i, clip, columns, separators, results, folder: Path) -> str:
+def _row(i, clip, columns, separators, results, folder: Path) -> dict:
+    """Write one row's audio and images into `folder`; return the row's data for the template."""
 
     mix, sr = read_audio(clip.mix)
     sources = np.stack([read_audio(clip.voice)[0], read_audio(clip.noise)[0]])
-    mix_score = "voice " + _score(results, ("mixture", "-", "reference"), clip.id, "voice", improvement=False)
-    cells = [("mix", mix, "mixture", mix_score), ("voice", sources[0], "true voice", "reference"),
-             ("noise", sources[1], "true noise", "reference")]
+    mix_score = _score(results, ("mixture", "-", "reference"), clip.id, "voice", improvement=False)
+    cells = [("mix", mix, "mixture", ("voice " + mix_score[0], "")), ("voice", sources[0], "true voice", ("reference", "")),
+             ("noise", sources[1], "true noise", ("reference", ""))]
     for j, column in enumerate(columns, 1):
         run = separators.get(column.label)
         est = None
@@ -184,52 +184,28 @@ def _row(i, clip, columns, separators, results, folder: Path) -> str:
     gain = min(1.0, PEAK / peak) if peak > 0 else 1.0
     specs = {c[0]: _spectrogram(c[1] * gain, sr) for c in cells if isinstance(c[1], np.ndarray)}
     vmax = max(float(s.max()) for s in specs.values())  # one colour scale for the whole row
-    out = [f'<tr><th scope="row">clip {_esc(clip.id)}<br>SNR label {_esc(bucket_label(clip.snr_label))} dB'
-           f'<br><span class="g">gain {round(20 * math.log10(gain), 1) + 0.0:.1f} dB</span></th>']
-    for slot, audio, title, score in cells:
+    out = []
+    for slot, audio, title, (score, improvement) in cells:
         if not isinstance(audio, np.ndarray):
-            out.append(f'<td class="x">{_esc(audio or "not available")}</td>')
+            out.append({"missing": audio or "not available"})
             continue
         name = f"{i:02d}_{slot}"
         sf.write(str(folder / "audio" / f"{name}.wav"), audio * gain, sr, subtype="PCM_16")
         (folder / "img" / f"{name}.png").write_bytes(_png(specs[slot], vmax))
-        out.append(f'<td><audio controls preload="metadata" src="audio/{name}.wav"></audio>'
-                   f'<img src="img/{name}.png" width="{IMG_W}" height="{IMG_H}" '
-                   f'alt="{_esc(f"spectrogram of {title}, clip {clip.id}")}"><div class="s">{score}</div></td>')
-    return "".join(out) + "</tr>"
-
-
-_CSS = ("body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}.w{overflow-x:auto}"
-        "table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:4px;vertical-align:top}"
-        "thead th{background:#f3f3f3}th[scope=row]{white-space:nowrap;text-align:left}"
-        "td audio{display:block;width:192px}img{display:block}"
-        ".s{font-size:12px;color:#444}.g{font-size:12px;color:#666;font-weight:normal}.x{color:#a00}")
-_CSP = "default-src 'none'; img-src 'self' data:; media-src 'self'; style-src 'unsafe-inline'"
+        out.append({"missing": "", "audio": f"audio/{name}.wav", "img": f"img/{name}.png", "title": title,
+                    "score": score, "improvement": improvement})
+    return {"clip_id": clip.id, "snr_label": bucket_label(clip.snr_label),
+            "gain_db": f"{round(20 * math.log10(gain), 1) + 0.0:.1f}", "cells": out}
 
 
 def _page(rows, columns, notes, n_clips, results) -> str:
+    """The page's HTML: plain data into templates/listen.html, which escapes every value."""
     means = {c.label: _mean(_rows_of(results, c.key)["voice_sisdri"]) for c in columns}
-    order = ", ".join(f"{_esc(c.label)} ({means[c.label]:+.2f} dB)" if math.isfinite(means[c.label])
-                      else _esc(c.label) for c in columns)
-    head = ('<tr><th rowspan="2">clip</th><th rowspan="2">mixture</th><th rowspan="2">true voice</th>'
-            '<th rowspan="2">true noise</th>' + "".join(f'<th colspan="2">{_esc(c.label)}</th>' for c in columns)
-            + "</tr><tr>" + "<th>voice estimate</th><th>noise estimate</th>" * len(columns) + "</tr>")
-    note = "".join(f"<li>{_esc(n)}</li>" for n in notes)
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
-            '<meta name="viewport" content="width=device-width,initial-scale=1">'
-            f'<link rel="icon" href="data:,"><title>sepbench listening page</title><style>{_CSS}</style></head>\n'
-            '<body><h1>sepbench listening page</h1>\n'
-            f"<p>{len(rows)} of {n_clips} test clips: per SNR label, the clip(s) with the median input voice SI-SDR. "
-            f"Models in leaderboard order (mean voice SI-SDRi over all clips): {order}. Under each estimate: "
-            "its SI-SDR from results.csv and, in brackets, the improvement over the mixture.</p>\n"
-            "<p>Each estimate is loudness-matched (ITU-R BS.1770 integrated loudness; RMS for clips under "
-            "0.4 s) to the true stem it estimates. Then one gain per row, shown under the clip id, is "
-            "applied to every file of the row so that nothing clips. Spectrograms: log magnitude, "
-            f"{SPEC_RANGE_DB:.0f} dB colour range, the same scale across a row.</p>\n"
-            + (f"<ul>{note}</ul>\n" if note else "")
-            + f'<div class="w"><table><thead>{head}</thead><tbody>\n' + "\n".join(rows)
-            + "\n</tbody></table></div></body></html>\n")
+    heads = [{"label": c.label, "mean": f"{means[c.label]:+.2f}" if math.isfinite(means[c.label]) else ""}
+             for c in columns]
+    return _TEMPLATES.get_template("listen.html").render(
+        rows=rows, columns=heads, notes=notes, n_clips=n_clips, spec_range_db=f"{SPEC_RANGE_DB:.0f}",
+        img_w=IMG_W, img_h=IMG_H)
 
 
 def build_listening_page(results_csv, test_dir, out_dir, runs_dir=None, clips_per_bucket: int = 1,

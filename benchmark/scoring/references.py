@@ -99,5 +99,6 @@ def kind(name: str) -> str:
 def estimate(name: str, mix: np.ndarray, sources: np.ndarray, sample_rate: int) -> np.ndarray:
     """Estimates [2, T] (voice, noise) of reference `name` for one clip."""
     mix, sources = np.asarray(mix), np.asarray(sources)
-    assert mix.ndim == 1 and sources.shape == (2, mix.shape[0]), (mix.shape, sources.shape)
+    if not (mix.ndim == 1 and sources.shape == (2, mix.shape[0])):
+        raise ValueError(f"need a mixture [T] and sources [2, T], got {mix.shape} and {sources.shape}")
     return REFERENCES[name][1](mix, sources, sample_rate)

@@ -114,6 +114,10 @@ class StreamResampler:
         # Rates reduced by their gcd: output block k (new_sr outputs) reads input samples
         # [k * old_sr - width, (k + 1) * old_sr + width).
         self.old, self.new = self._module.old_sr, self._module.new_sr
+        # julius keeps the kernel's half-width only as the private `_width`; the kernel itself
+        # (`kernel`, used below) is public. Recomputing the width here would duplicate julius'
+        # formula; test_stream_resampler_matches_whole_signal_julius (tests/test_separate.py)
+        # fails if either changes meaning upstream.
         self.width = 0 if self.identity else self._module._width
 
     def out_length(self, n_in: int) -> int:
