@@ -146,3 +146,10 @@ def test_plot_shows_names_as_plain_text(hostile_summary):
         ax = Figure().add_subplot()
         ax.plot([0], [0], label=render._label("_hidden"))
         assert [t.get_text() for t in ax.legend().get_texts()] == ["\u200b_hidden"]
+
+
+@pytest.mark.parametrize("n", [1, 4, 10, 12, 20, 25])
+def test_every_model_gets_its_own_colour_and_none_is_grey(n):
+    colors = render.model_colors(n)
+    assert len(set(colors)) == n
+    assert not any(c[0] == c[1] == c[2] for c in colors)  # grey is for references only

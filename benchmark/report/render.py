@@ -222,13 +222,19 @@ def _plot_png(summary: pd.DataFrame) -> bytes:
     x = [float(b) for b in buckets]
     fig = Figure(figsize=(7.0, 4.5), dpi=100)
     ax = fig.add_subplot()
-    for i, model in enumerate(s.models):
+    trained = [m for m in s.models if m[2] == "trained"]
+    colors = model_colors(len(trained))
+    others = [m for m in s.models if m[2] != "trained"]
+    for model in s.models:
         rows = [s.get(model, RANK_METRIC, b) for b in buckets]
         mean, low, high = ([math.nan if r is None else getattr(r, a) for r in rows]
                            for a in ("mean", "ci95_low", "ci95_high"))
-        style = {"trained": "-", "oracle": "--"}.get(model[2], ":")
-        color = "0.4" if model[2] == "reference" else f"C{i % 10}"
-        ax.plot(x, mean, style, marker="o", color=color,
+        if model[2] == "trained":
+            style, marker, color = "-", "o", colors[trained.index(model)]
+        else:  # references and oracles: grey, dashed or dotted, one marker each
+            k = others.index(model)
+            style, marker, color = "--" if model[2] == "oracle" else ":", "sDv^<>"[k % 6], f"{0.25 + 0.1 * (k % 4):.2f}"
+        ax.plot(x, mean, style, marker=marker, color=color,
                 label=_label(f"{model[0]} ({model[1]})" if model[2] == "trained" else model[0]))
         ax.fill_between(x, low, high, color=color, alpha=0.15, linewidth=0)
     ax.set_xlabel("SNR label of the mixture (dB)")
@@ -249,14 +255,28 @@ def learning_curves_png(curves: dict[str, list[tuple[float, float]]]) -> bytes:
     with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
         fig = Figure(figsize=(7.0, 4.5), dpi=100)
         ax = fig.add_subplot()
+        colors = model_colors(len(curves))
         for i, (label, points) in enumerate(sorted(curves.items())):
-            ax.plot([p[0] for p in points], [p[1] for p in points], "-", marker=".", color=f"C{i % 10}",
+            ax.plot([p[0] for p in points], [p[1] for p in points], "-", marker=".", color=colors[i],
                     label=_label(label))
         ax.set_xlabel("training time (minutes, wall clock)")
         ax.set_ylabel("validation voice SI-SDRi (dB)")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="small", loc="lower right")
         return _png_bytes(fig)
+
+
+def model_colors(n: int) -> list:
+    """n distinct colours for trained models: tab10's 9 non-grey colours, then tab20's 18, then
+    evenly spaced hues; grey is left to the reference rows."""
+    # Late: matplotlib takes about a second to import; only the plots need it.
+    from matplotlib import colormaps
+
+    for name, size in (("tab10", 10), ("tab20", 20)):
+        palette = [c for c in (colormaps[name](i) for i in range(size)) if not c[0] == c[1] == c[2]]
+        if n <= len(palette):
+            return palette[:n]
+    return [colormaps["hsv"](i / n) for i in range(n)]
 
 
 def _png_bytes(fig) -> bytes:
