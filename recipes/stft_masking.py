@@ -60,10 +60,3 @@ class STFTMaskModel(BaseEncoderMaskerDecoder):
 
     def apply_masks(self, tf_rep: torch.Tensor, est_masks: torch.Tensor) -> torch.Tensor:
         return apply_mag_mask(tf_rep.unsqueeze(1), est_masks)
-
-
-class IdentityMasker(torch.nn.Module):
-    """All-pass masks; used to check that the STFT pair reconstructs its input."""
-
-    def forward(self, magnitude: torch.Tensor) -> torch.Tensor:
-        return torch.ones_like(magnitude).unsqueeze(1).expand(-1, 2, -1, -1)

@@ -49,7 +49,3 @@ class SeparationSystem(System):
     def on_validation_epoch_end(self) -> None:
         # asteroid's version logs hp_metric through the logger; we keep our own CSV log.
         pass
-
-    @torch.no_grad()
-    def separate(self, mix: torch.Tensor) -> torch.Tensor:
-        return self.model(mix)
