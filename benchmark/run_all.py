@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import recipes
+from recipes.checkpoint import finished_run
 from recipes.config import PROFILES
 from recipes.errors import SepbenchError
 
@@ -65,6 +66,11 @@ def train_all(args, data: Path, names: list[str]) -> list[str]:
         if getattr(args, flag) is not None:
             extra += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
     for i, name in enumerate(names, 1):
+        if not args.force and finished_run(Path(args.runs) / name / args.profile):
+            # Decided here, not in a `sepbench train` process: starting one costs seconds of
+            # imports (torch, Lightning) only to say "already trained".
+            say(f"{name}: already trained ({i}/{len(names)}); --force to retrain")
+            continue
         say(f"training {name} ({i}/{len(names)}, profile {args.profile})")
         cmd = [sys.executable, "-m", "benchmark.cli", "train", name, "--data", str(data), "--profile",
                args.profile, "--out", args.runs, *extra] + (["--force"] if args.force else [])

@@ -5,6 +5,7 @@ The file is a plain dict of strings, numbers, lists and tensors, loaded with
 """
 from __future__ import annotations
 
+import json
 import pickle
 import platform
 import subprocess
@@ -97,3 +98,16 @@ def load_model(path) -> tuple[torch.nn.Module, dict]:
         first = str(exc).strip().splitlines()[0]
         raise SepbenchError(f"{path}: weights do not fit recipe {recipe.name!r} ({first})") from None
     return model.eval(), payload
+
+
+def finished_run(run_dir: str | Path) -> dict | None:
+    """The run card of a finished run (card.json says complete and best.pt exists), else None.
+    The one rule for "already trained": `sepbench train` skips such a run unless --force, and
+    run_all does not even start a process for it."""
+    run_dir = Path(run_dir)
+    try:
+        card = json.loads((run_dir / "card.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    done = isinstance(card, dict) and card.get("status") == "complete" and (run_dir / "best.pt").is_file()
+    return card if done else None

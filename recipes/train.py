@@ -19,7 +19,7 @@ from pytorch_lightning.loggers import CSVLogger
 from . import config as config_mod
 from . import get
 from .callbacks import BestExport, CosineSchedule, EpochLog, ReplaceOld, TimeBudget
-from .checkpoint import git_commit, versions
+from .checkpoint import finished_run, git_commit, versions
 from .data import FolderDataset, content_hash, data_splits
 from .errors import SepbenchError
 from .files import atomic_write_text
@@ -94,13 +94,6 @@ def _write_card(path: Path, card: dict) -> None:
     atomic_write_text(path, json.dumps(card, indent=2, sort_keys=True) + "\n")
 
 
-def _read_card(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def _loaders(cfg: dict, splits: dict, seed: int):
     seg_seconds = cfg["data"]["segment_seconds"]
     probe = FolderDataset(splits["train"][:1])
@@ -161,8 +154,8 @@ def _restore_interrupted_force(run_dir: Path) -> None:
 
 def _train(recipe, data, profile, cfg, run_dir: Path, resume: bool, force: bool, progress) -> dict:
     card_path, last, best = run_dir / "card.json", run_dir / "last.ckpt", run_dir / "best.pt"
-    card = None if force else _read_card(card_path)
-    if card and card.get("status") == "complete" and best.exists() and not resume:
+    card = None if force or resume else finished_run(run_dir)
+    if card:
         print(f"{recipe}/{profile}: already trained ({run_dir}); --force to retrain", file=sys.stderr)
         return {"status": "skipped", "run_dir": run_dir, "best": best, "card": card, "metrics": card.get("metrics", {})}
     resume_from = None if force else _resume_point(run_dir, last)

@@ -111,3 +111,25 @@ def test_default_recipe_set_and_all(monkeypatch, tiny_data, tmp_path, flag, expe
     want = {"default": recipes.default_names(), "all": recipes.names()}.get(expected, [expected])
     assert trained == want
     assert {"lstm_mask", "spec_unet", "conv_tasnet"} <= set(recipes.default_names()) < set(recipes.names())
+
+
+def test_finished_runs_start_no_process(monkeypatch, tmp_path):
+    """A re-run decides from the run folders: a finished run (complete card + best.pt) starts no
+    `sepbench train` process; an unfinished one, or any with --force, does."""
+    import json
+
+    from benchmark import run_all
+
+    for name, status in (("lstm_mask", "complete"), ("spec_unet", "running")):
+        run = tmp_path / name / "cpu"
+        run.mkdir(parents=True)
+        (run / "card.json").write_text(json.dumps({"status": status}))
+        (run / "best.pt").write_bytes(b"x")
+    calls = []
+    monkeypatch.setattr(run_all.subprocess, "call", lambda cmd: calls.append(cmd[cmd.index("train") + 1]) or 0)
+    names = ["lstm_mask", "spec_unet", "conv_tasnet"]
+    assert run_all.train_all(run_all.parse_args(["--runs", str(tmp_path)]), tmp_path, names) == []
+    assert calls == ["spec_unet", "conv_tasnet"]
+    calls.clear()
+    run_all.train_all(run_all.parse_args(["--runs", str(tmp_path), "--force"]), tmp_path, names)
+    assert calls == names
