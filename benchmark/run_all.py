@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import recipes
+from recipes import config
 from recipes.checkpoint import finished_run
 from recipes.config import PROFILES
 from recipes.errors import SepbenchError
@@ -57,6 +58,15 @@ def prepare_data(args) -> Path:
     return DEMO_DIR
 
 
+def _budget_minutes(name: str, profile: str) -> float | None:
+    """The profile's wall-clock budget of a recipe (an upper bound: a resumed run has used some);
+    None when it has none or its config is broken (its training then reports why)."""
+    try:
+        return config.resolve(name, profile)["trainer"]["max_minutes"]
+    except SepbenchError:
+        return None
+
+
 def train_all(args, data: Path, names: list[str]) -> list[str]:
     """Each recipe trains in its own process, so one crash (even a segfault or OOM kill) cannot
     take the others down."""
@@ -65,13 +75,17 @@ def train_all(args, data: Path, names: list[str]) -> list[str]:
     for flag in ("devices", "num_nodes", "strategy", "precision"):
         if getattr(args, flag) is not None:
             extra += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+    # Decided here, not in a `sepbench train` process: starting one costs seconds of imports
+    # (torch, Lightning) only to say "already trained".
+    todo = [n for n in names if args.force or not finished_run(Path(args.runs) / n / args.profile)]
+    budgets = {n: _budget_minutes(n, args.profile) for n in todo}
     for i, name in enumerate(names, 1):
-        if not args.force and finished_run(Path(args.runs) / name / args.profile):
-            # Decided here, not in a `sepbench train` process: starting one costs seconds of
-            # imports (torch, Lightning) only to say "already trained".
+        if name not in todo:
             say(f"{name}: already trained ({i}/{len(names)}); --force to retrain")
             continue
-        say(f"training {name} ({i}/{len(names)}, profile {args.profile})")
+        left = [budgets[n] for n in todo[todo.index(name):]]
+        eta = f"; at most {sum(left):.0f} min of training left" if None not in left else ""
+        say(f"training {name} ({i}/{len(names)}, profile {args.profile}{eta})")
         cmd = [sys.executable, "-m", "benchmark.cli", "train", name, "--data", str(data), "--profile",
                args.profile, "--out", args.runs, *extra] + (["--force"] if args.force else [])
         started = time.monotonic()

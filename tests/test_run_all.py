@@ -113,9 +113,10 @@ def test_default_recipe_set_and_all(monkeypatch, tiny_data, tmp_path, flag, expe
     assert {"lstm_mask", "spec_unet", "conv_tasnet"} <= set(recipes.default_names()) < set(recipes.names())
 
 
-def test_finished_runs_start_no_process(monkeypatch, tmp_path):
+def test_finished_runs_start_no_process(monkeypatch, tmp_path, capsys):
     """A re-run decides from the run folders: a finished run (complete card + best.pt) starts no
-    `sepbench train` process; an unfinished one, or any with --force, does."""
+    `sepbench train` process; an unfinished one, or any with --force, does. Each start says the
+    overall position and the training time left."""
     import json
 
     from benchmark import run_all
@@ -130,6 +131,11 @@ def test_finished_runs_start_no_process(monkeypatch, tmp_path):
     names = ["lstm_mask", "spec_unet", "conv_tasnet"]
     assert run_all.train_all(run_all.parse_args(["--runs", str(tmp_path)]), tmp_path, names) == []
     assert calls == ["spec_unet", "conv_tasnet"]
+    err = capsys.readouterr().err
+    assert "lstm_mask: already trained (1/3)" in err
+    # The cpu profile gives every recipe 10 minutes: the overall time left counts what remains.
+    assert "training spec_unet (2/3, profile cpu; at most 20 min of training left)" in err
+    assert "training conv_tasnet (3/3, profile cpu; at most 10 min of training left)" in err
     calls.clear()
     run_all.train_all(run_all.parse_args(["--runs", str(tmp_path), "--force"]), tmp_path, names)
     assert calls == names
