@@ -97,11 +97,10 @@ def best_checkpoint(leaderboard: Path, runs: Path) -> Path:
     best = aggregate.best_trained(summary)
     if best is None:
         raise SepbenchError(f"{path}: no trained model with an overall {aggregate.RANK_METRIC} mean")
-    best = dict(zip(("model", "profile"), best))
-    for key in ("model", "profile"):  # they become path parts: '../..' must not
-        if not is_safe_name(best[key]):
-            raise SepbenchError(f"{path}: the best {key} name {best[key]!r} is not a run folder name ({RULE})")
-    return Path(runs) / best["model"] / best["profile"] / "best.pt"
+    for key, name in zip(("model", "profile"), best):  # they become path parts: '../..' must not
+        if not is_safe_name(name):
+            raise SepbenchError(f"{path}: the best {key} name {name!r} is not a run folder name ({RULE})")
+    return Path(runs).joinpath(*best, "best.pt")
 
 
 def find_inputs(inputs, out: Path) -> list[tuple[Path, Path | None, str | None]]:
