@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 
 from .checkpoint import save_model
 
@@ -146,3 +147,74 @@ class EpochLog(pl.Callback):
                   f"val_loss {row['val_loss']:.3f}  val_sisdri {row['val_sisdri']:+.2f} dB  "
                   f"lr {row['lr']:.1e}  elapsed {row['train_seconds']:.0f}s  eta <= {eta:.0f}s",
                   file=sys.stderr, flush=True)
+
+
+def _logging_step(trainer: pl.Trainer) -> int:
+    # The step Lightning logs metrics at (its own LearningRateMonitor reads it too): the audio of
+    # an epoch lands on the same step as that epoch's val_sisdri, where global_step is one past it.
+    return trainer.fit_loop.epoch_loop._batches_that_stepped
+
+
+def _peak_normalised(x: torch.Tensor) -> torch.Tensor:
+    # SI-SDR-trained estimates have no meaningful level: every signal gets the same peak, so none
+    # clips (add_audio cuts at +-1) and they play at comparable loudness.
+    peak = x.abs().max()
+    return x * (0.9 / peak) if peak > 0 else x
+
+
+class TensorBoardExtras(pl.Callback):
+    """What TensorBoard gets beyond the metrics SeparationSystem logs itself (train_loss, val_loss,
+    val_sisdr, val_sisdri): the learning rate, and every `audio_every` epochs (the first included)
+    the separations of a few fixed validation clips. Only global rank 0 writes."""
+
+    AUDIO_TAG = "val_audio"
+
+    def __init__(self, val_set, sample_rate: int, audio_every: int | None, n_clips: int = 3):
+        self.val_set, self.sample_rate, self.audio_every = val_set, sample_rate, audio_every
+        # Spread over the SNR labels (one hard, one middle, one easy clip), not the first three,
+        # which may all share a label.
+        order = sorted(range(len(val_set)), key=lambda i: (val_set.clips[i].snr_label, val_set.clips[i].id))
+        k = min(n_clips, len(order))
+        self.picks = sorted({order[round(j * (len(order) - 1) / max(k - 1, 1))] for j in range(k)})
+        self.batch = None
+        self.references_written = False
+        self.lr_epoch = -1
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        # Here the lr is the one this step uses, whichever schedule set it. Logged at the first step
+        # of every epoch (smoke epochs are shorter than the interval) and at Lightning's interval:
+        # every step would bloat the event file of a long GPU run.
+        if not trainer.is_global_zero:
+            return
+        if trainer.current_epoch == self.lr_epoch and trainer.global_step % trainer.log_every_n_steps:
+            return
+        self.lr_epoch = trainer.current_epoch
+        trainer.logger.log_metrics({"lr": optimizer.param_groups[0]["lr"]}, step=_logging_step(trainer))
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if (trainer.sanity_checking or not trainer.is_global_zero or self.audio_every is None
+                or trainer.current_epoch % self.audio_every):
+            return
+        if self.batch is None:
+            items = [self.val_set[i] for i in self.picks]
+            self.batch = torch.stack([mix for mix, _ in items]), torch.stack([src for _, src in items])
+        mix, sources = self.batch
+        device, precision = pl_module.device, trainer.precision_plugin
+        # Uncompiled (as BestExport exports it): a batch of 3 would make torch.compile recompile.
+        model = getattr(pl_module.model, "_orig_mod", pl_module.model)
+        # The RNG is put back afterwards (a model may draw in its forward, e.g. k-means init), so
+        # that the logger changes no result and a run may resume under another one.
+        accelerated = device.type != "cpu"
+        with torch.random.fork_rng(devices=[device] if accelerated else [],
+                                   device_type=device.type if accelerated else None), \
+                torch.no_grad(), precision.forward_context():
+            est = model(precision.convert_input(mix.to(device))).float().cpu()
+        writer, step = trainer.logger.experiment, _logging_step(trainer)
+        for k, i in enumerate(self.picks):
+            signals = {"mixture": mix[k], "voice_estimate": est[k, 0], "noise_estimate": est[k, 1]}
+            if not self.references_written:  # the same at every step: once per session is enough
+                signals["voice_reference"] = sources[k, 0]
+            for name, x in signals.items():
+                writer.add_audio(f"{self.AUDIO_TAG}/{self.val_set.clips[i].id}/{name}", _peak_normalised(x),
+                                 step, sample_rate=self.sample_rate)
+        self.references_written = True

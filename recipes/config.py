@@ -126,7 +126,8 @@ RULES = {
     "trainer.accelerator": _TEXT, "trainer.devices": (lambda v: v is not None and v != 0 and not isinstance(v, bool),
                                                        "a device count, a list of ids, 'auto' or -1"),
     "trainer.num_nodes": _count(1), "trainer.strategy": _TEXT, "trainer.precision": _TEXT,
-    "trainer.compile": _BOOL,
+    "trainer.compile": _BOOL, "trainer.logger": _choice("csv", "tensorboard"),
+    "trainer.tb_audio_every": _or_null(_count(1)),
 }
 
 
