@@ -12,6 +12,7 @@ card.json) and cache file names are hashes, so no name read from a file becomes 
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import hashlib
 import json
@@ -29,11 +30,12 @@ from recipes.data import FolderDataset, content_hash, load_split, test_split_dir
 from recipes.errors import SepbenchError
 from recipes.files import atomic_path, file_hash, remove_stale_temps
 from recipes.lock import exclusive_lock
+from recipes.runs import parse_run_folder
 from recipes.safe_names import RULE, is_safe_name
 
 from . import __version__
 from .report import render
-from .scoring import aggregate, references
+from .scoring import aggregate, compare, references
 from .scoring.workers import Runner, run_batched, run_per_clip
 from .separate.core import pick_device
 
@@ -52,11 +54,14 @@ class Entry:
     checkpoint: str = ""  # absolute path; '' for references
     checkpoint_rel: str = ""
     checkpoint_hash: str = ""
+    seed: str = ""  # trained runs only: the training seed, as text ('' for references)
     card: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def label(self) -> str:
-        return f"{self.model}/{self.profile}" if self.kind == "trained" else self.model
+        if self.kind != "trained":
+            return self.model
+        return f"{self.model}/{self.profile}" + (f" seed {self.seed}" if self.seed not in ("", "0") else "")
 
     @property
     def spec(self) -> tuple[str, str]:
@@ -64,14 +69,15 @@ class Entry:
 
 
 def discover(runs: Path, log) -> tuple[list[Entry], list[str]]:
-    """Finished runs under runs/<recipe>/<profile>/ (best.pt + card.json); others get a note.
-    Recipe and profile are the folder names: card.json is only displayed, never a path."""
+    """Finished runs under runs/<recipe>/<profile>[-seed<K>]/ (best.pt + card.json); others get a
+    note. Recipe, profile and seed come from the folder names (recipes/runs.py): card.json is only
+    displayed, never a path; a plain <profile> folder's seed is its card's."""
     entries, errors = [], []
     if not runs.is_dir():
         return entries, errors
     for run in sorted(p for p in runs.glob("*/*") if p.is_dir()):
         ckpt, card_path = run / "best.pt", run / "card.json"
-        recipe, profile = run.parent.name, run.name
+        recipe, (profile, seed) = run.parent.name, parse_run_folder(run.name)
         if not (is_safe_name(recipe) and is_safe_name(profile)):
             errors.append(f"{run}: run folder names must use {RULE}; not scored")
             continue
@@ -90,11 +96,12 @@ def discover(runs: Path, log) -> tuple[list[Entry], list[str]]:
         if card.get("status", "complete") != "complete":
             log(f"note: skipped {run}: run status is {card.get('status')!r}, not 'complete'")
             continue
-        for key, name in (("recipe", recipe), ("profile", profile)):
+        seed = card.get("seed", 0) if seed is None else seed
+        for key, name in (("recipe", recipe), ("profile", profile), ("seed", seed)):
             if card.get(key, name) != name:
                 log(f"note: {card_path}: {key} {card.get(key)!r} differs from the folder name; using {name!r}")
         entries.append(Entry(recipe, profile, "trained", str(ckpt.resolve()),
-                             f"{runs.name}/{ckpt.relative_to(runs).as_posix()}", file_hash(ckpt), card))
+                             f"{runs.name}/{ckpt.relative_to(runs).as_posix()}", file_hash(ckpt), str(seed), card))
     return entries, errors
 
 
@@ -131,10 +138,12 @@ def _unusable(entry: Entry, sample_rate: int) -> str | None:
 
 
 def evaluate(data, runs="runs", out="leaderboard", jobs: int | None = None, force: bool = False,
-             with_references: bool = True, device: str = "auto", batch: int | None = None, log=print) -> dict:
+             with_references: bool = True, device: str = "auto", batch: int | None = None, log=print,
+             bucket: str = "label", edges=None) -> dict:
     """Score, aggregate and render. Returns the output paths plus `evaluated` and `cached`
     (model counts) and `failed` (one message per checkpoint that could not be scored).
     `batch`: clips per forward pass (default 16 on a GPU, 1 on the CPU; see scoring/workers.py).
+    `bucket`/`edges`: how clips are grouped into SNR buckets (aggregate.buckets).
     `runs=None` scores the reference rows only; otherwise a runs folder without a checkpoint
     that can be scored is an error and OUT is left as it was (a mistyped --runs must not
     replace a leaderboard with one that has no trained model)."""
@@ -144,6 +153,11 @@ def evaluate(data, runs="runs", out="leaderboard", jobs: int | None = None, forc
     batch = (DEFAULT_GPU_BATCH if device.startswith("cuda") else 1) if batch is None else batch
     if batch < 1:
         raise SepbenchError(f"--batch {batch}: must be at least 1")
+    if bucket not in aggregate.BUCKET_MODES:
+        raise SepbenchError(f"--bucket {bucket}: expected one of {', '.join(aggregate.BUCKET_MODES)}")
+    if edges is not None and (bucket != "measured" or list(edges) != sorted(set(edges)) or not edges):
+        raise SepbenchError("--bucket-edges: needs --bucket measured and distinct edges in increasing order")
+    grouping = {"bucket": bucket, "edges": None if edges is None else [float(e) for e in edges]}
     sr = FolderDataset(clips).sample_rate  # also checks that every clip's files agree
     entries, failed = [], []
     if runs is not None:
@@ -164,10 +178,11 @@ def evaluate(data, runs="runs", out="leaderboard", jobs: int | None = None, forc
         for folder in (out, out / "cache"):
             for path in remove_stale_temps(folder):
                 log(f"note: removed {path}, left by an interrupted run")
-        return _evaluate_locked(clips, sr, data, runs, out, entries, failed, jobs, force, device, batch, log)
+        return _evaluate_locked(clips, sr, data, runs, out, entries, failed, jobs, force, device, batch, log,
+                                grouping)
 
 
-def _evaluate_locked(clips, sr, data, runs, out, entries, failed, jobs, force, device, batch, log) -> dict:
+def _evaluate_locked(clips, sr, data, runs, out, entries, failed, jobs, force, device, batch, log, grouping) -> dict:
     data_hash, commit = content_hash(clips), git_commit()
     cache = out / "cache"
     runner, inputs, frames = Runner(max(1, jobs or os.cpu_count() or 1), log), None, []
@@ -189,6 +204,7 @@ def _evaluate_locked(clips, sr, data, runs, out, entries, failed, jobs, force, d
             df = _cached(path, clips, force)
             if df is not None:
                 df["checkpoint"] = entry.checkpoint_rel  # the run folder may have moved since
+                df["seed"] = entry.seed
                 counts["cached"] += 1
                 log(f"{entry.label:<28} cached")
                 frames.append(df)
@@ -206,7 +222,7 @@ def _evaluate_locked(clips, sr, data, runs, out, entries, failed, jobs, force, d
             else:
                 rows, wall = run_per_clip(runner, entry.spec, clips, inputs, device)
             stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-            df = pd.DataFrame([{"model": entry.model, "profile": entry.profile, "kind": entry.kind, **r,
+            df = pd.DataFrame([{"model": entry.model, "profile": entry.profile, "kind": entry.kind, "seed": entry.seed, **r,
                                 "checkpoint": entry.checkpoint_rel, "checkpoint_hash": entry.checkpoint_hash,
                                 "evaluated_at": stamp, "git_commit": commit} for r in rows])
             aggregate.write_csv(df, path)
@@ -222,7 +238,8 @@ def _evaluate_locked(clips, sr, data, runs, out, entries, failed, jobs, force, d
         blas.restore_original_limits()
     if not frames:
         raise SepbenchError("no model could be scored: " + "; ".join(failed))
-    return {**_write_outputs(frames, entries, data, data_hash, len(clips), out, log), **counts, "failed": failed}
+    return {**_write_outputs(frames, entries, data, data_hash, len(clips), out, log, grouping), **counts,
+            "failed": failed}
 
 
 def _inputs(runner, clips, path: Path, force: bool, device: str, log) -> dict:
@@ -236,18 +253,26 @@ def _inputs(runner, clips, path: Path, force: bool, device: str, log) -> dict:
     return {r["clip_id"]: r for r in df.to_dict("records")}
 
 
-def _write_outputs(frames, entries, data, data_hash, n_clips, out: Path, log) -> dict:
-    results = aggregate.sort_results(pd.concat(frames, ignore_index=True))
-    summary = aggregate.summarize(results)
-    cards = {(e.model, e.profile): e.card for e in entries if e.kind == "trained"}
+def _write_outputs(frames, entries, data, data_hash, n_clips, out: Path, log, grouping) -> dict:
+    results = pd.concat(frames, ignore_index=True)
+    results.insert(3, "seed", results.pop("seed").fillna("").astype(str))  # cached frames add it last
+    results = aggregate.sort_results(results)
+    by, edges = grouping["bucket"], grouping["edges"]
+    summary = aggregate.summarize(results, by, edges)
+    pairs = compare.pairs(results, by=by, edges=edges)
+    cards = {}
+    for e in sorted((e for e in entries if e.kind == "trained"), key=lambda e: int(e.seed or 0)):
+        cards.setdefault((e.model, e.profile), e.card)  # shown: the lowest seed's (size, train time)
     info = {"data": str(data), "data_hash": data_hash, "n_clips": n_clips,
             "date": str(results["evaluated_at"].max()), "git_commit": ", ".join(sorted(set(results["git_commit"]))),
-            "version": BENCHMARK_VERSION, "sample_rate": int(results["sample_rate"].iloc[0])}
-    paths = {"results": out / "results.csv", "summary": out / "summary.csv",
+            "version": BENCHMARK_VERSION, "sample_rate": int(results["sample_rate"].iloc[0]), **grouping}
+    if by == "measured" and edges is None:
+        info["edges"] = aggregate.default_edges(results["snr_label"])
+    paths = {"results": out / "results.csv", "summary": out / "summary.csv", "pairs": out / "pairs.csv",
              "leaderboard": out / "LEADERBOARD.md", "plot": out / render.PLOT_NAME}
     curves = learning_curves(entries)
     info["curves"] = bool(curves)
-    markdown, png = render.render(summary, cards, info), render.plot_png(summary)
+    markdown, png = render.render(summary, cards, info, pairs), render.plot_png(summary, by == "measured")
     if curves:
         paths["curves"] = out / render.CURVES_NAME
     # Everything is staged in temporary files first and renamed only once all are complete:
@@ -256,12 +281,13 @@ def _write_outputs(frames, entries, data, data_hash, n_clips, out: Path, log) ->
         tmp = {key: stack.enter_context(atomic_path(path)) for key, path in paths.items()}
         aggregate.write_csv(results, tmp["results"])
         aggregate.write_csv(summary, tmp["summary"])
+        aggregate.write_csv(pairs, tmp["pairs"])
         tmp["plot"].write_bytes(png)
         if curves:
             tmp["curves"].write_bytes(render.learning_curves_png(curves))
         tmp["leaderboard"].write_text(markdown, encoding="utf-8")
     log("")
-    log(render.main_table(summary, cards))
+    log(render.main_table(summary, cards, pairs))
     log(f"\nwrote {paths['leaderboard']}")
     return paths
 
@@ -297,9 +323,21 @@ def add_arguments(parser) -> None:
                         f"(default {DEFAULT_GPU_BATCH} on a GPU, 1 on the CPU, where batching slows some models)")
     parser.add_argument("--force", action="store_true", help="re-evaluate even what the cache holds")
     parser.add_argument("--no-references", action="store_true", help="skip the mixture and oracle rows")
+    parser.add_argument("--bucket", choices=aggregate.BUCKET_MODES, default="label",
+                        help="SNR buckets: the label in the file name (default), or the SNR measured on the stems")
+    parser.add_argument("--bucket-edges", type=_edges, default=None, metavar="A,B,...",
+                        help="--bucket measured: bin edges in dB (default: halfway between the distinct labels)")
+
+
+def _edges(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected numbers separated by commas") from None
 
 
 def run(args) -> int:
     result = evaluate(args.data, None if args.references_only else args.runs, args.out, jobs=args.jobs, force=args.force,
-                      with_references=not args.no_references, device=args.device, batch=args.batch)
+                      with_references=not args.no_references, device=args.device, batch=args.batch,
+                      bucket=args.bucket, edges=args.bucket_edges)
     return 1 if result["failed"] else 0

@@ -8,6 +8,8 @@ the exit code is non-zero at the end if any failed.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import subprocess
 import sys
 import time
@@ -18,7 +20,10 @@ from recipes import config
 from recipes.checkpoint import finished_run
 from recipes.config import PROFILES
 from recipes.errors import SepbenchError
+from recipes.files import atomic_write_text
+from recipes.runs import run_folder
 
+from . import __version__
 from .data.demo import generate
 from .data.validate import format_report, validate
 from .evaluate import evaluate
@@ -33,6 +38,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--profile", default="cpu", choices=PROFILES)
     p.add_argument("--recipes", help="comma-separated recipe names, or 'all' (default: the default set, "
                    "`sepbench recipes` marks it)")
+    p.add_argument("--seeds", type=int, default=1, help="training seeds per recipe (0..N-1; default 1): the "
+                   "leaderboard pools a recipe's seeds into one row")
+    p.add_argument("--bucket", choices=("label", "measured"), default="label",
+                   help="SNR buckets of the leaderboard (passed to sepbench evaluate)")
     p.add_argument("--force", action="store_true", help="retrain and re-evaluate everything")
     p.add_argument("--runs", default="runs", help="runs folder (default runs/)")
     p.add_argument("--out", default="leaderboard", help="leaderboard folder (default leaderboard/)")
@@ -58,6 +67,35 @@ def prepare_data(args) -> Path:
     return DEMO_DIR
 
 
+def _file_signature(data: Path) -> str:
+    """Every file's path, size and modification time (and the benchmark version, whose checks may
+    change): any edit, addition or removal changes it, and it costs a stat per file, not a read."""
+    h = hashlib.sha256(__version__.encode())
+    for path in sorted(p for p in data.rglob("*") if p.is_file()):
+        st = path.stat()
+        h.update(f"{path.relative_to(data).as_posix()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:32]
+
+
+def check_data(data: Path, out: Path, force: bool = False) -> bool:
+    """`sepbench validate` on the data set, unless these very files passed it before: reading
+    every clip again was most of a re-run with nothing to do (7 s of 11 on the real-speech set)."""
+    stamp = out / "cache" / f"validated-{_file_signature(data)}.json"
+    if stamp.is_file() and not force:
+        say(f"{data}: valid (unchanged since it was validated: {stamp.name})")
+        return True
+    report = validate(data)
+    if not report.ok:
+        print(format_report(report), file=sys.stderr)
+        say(f"{data}: the data set is not usable (errors above); nothing was trained")
+        return False
+    warnings = sum(1 for p in report.problems if p.level == "warning")
+    say(f"{data}: valid ({warnings} warnings)")
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(stamp, json.dumps({"data": str(data), "warnings": warnings}) + "\n")
+    return True
+
+
 def _budget_minutes(name: str, profile: str) -> float | None:
     """The profile's wall-clock budget of a recipe (an upper bound: a resumed run has used some);
     None when it has none or its config is broken (its training then reports why)."""
@@ -69,7 +107,8 @@ def _budget_minutes(name: str, profile: str) -> float | None:
 
 def train_all(args, data: Path, names: list[str]) -> list[str]:
     """Each recipe trains in its own process, so one crash (even a segfault or OOM kill) cannot
-    take the others down."""
+    take the others down. Seed by seed: every recipe gets seed 0 before any gets seed 1, so a
+    run stopped early still compares every recipe."""
     failed = []
     extra = []
     for flag in ("devices", "num_nodes", "strategy", "precision"):
@@ -77,46 +116,49 @@ def train_all(args, data: Path, names: list[str]) -> list[str]:
             extra += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
     # Decided here, not in a `sepbench train` process: starting one costs seconds of imports
     # (torch, Lightning) only to say "already trained".
-    todo = [n for n in names if args.force or not finished_run(Path(args.runs) / n / args.profile)]
-    budgets = {n: _budget_minutes(n, args.profile) for n in todo}
-    for i, name in enumerate(names, 1):
-        if name not in todo:
-            say(f"{name}: already trained ({i}/{len(names)}); --force to retrain")
+    jobs = [(name, seed) for seed in range(args.seeds) for name in names]
+    todo = [(n, k) for n, k in jobs
+            if args.force or not finished_run(Path(args.runs) / n / run_folder(args.profile, k))]
+    budgets = {n: _budget_minutes(n, args.profile) for n in {n for n, _ in todo}}
+    for i, (name, seed) in enumerate(jobs, 1):
+        what = name if args.seeds == 1 else f"{name} seed {seed}"
+        if (name, seed) not in todo:
+            say(f"{what}: already trained ({i}/{len(jobs)}); --force to retrain")
             continue
-        left = [budgets[n] for n in todo[todo.index(name):]]
+        left = [budgets[n] for n, _ in todo[todo.index((name, seed)):]]
         eta = f"; at most {sum(left):.0f} min of training left" if None not in left else ""
-        say(f"training {name} ({i}/{len(names)}, profile {args.profile}{eta})")
+        say(f"training {what} ({i}/{len(jobs)}, profile {args.profile}{eta})")
         cmd = [sys.executable, "-m", "benchmark.cli", "train", name, "--data", str(data), "--profile",
-               args.profile, "--out", args.runs, *extra] + (["--force"] if args.force else [])
+               args.profile, "--out", args.runs, *extra] + (["--seed", str(seed)] if seed else []) + (
+               ["--force"] if args.force else [])
         started = time.monotonic()
         code = subprocess.call(cmd)
         if code != 0:
-            failed.append(name)
-            say(f"training {name} FAILED (exit {code}); continuing with the others")
+            failed.append(what)
+            say(f"training {what} FAILED (exit {code}); continuing with the others")
         else:
-            say(f"{name} done in {time.monotonic() - started:.0f} s")
+            say(f"{what} done in {time.monotonic() - started:.0f} s")
     return failed
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.seeds < 1:
+        say(f"error: --seeds {args.seeds}: must be at least 1")
+        return 2
     try:
         names = (recipes.names() if args.recipes == "all" else args.recipes.split(",") if args.recipes
                  else recipes.default_names())
         for name in names:
             recipes.get(name)  # unknown names fail before anything runs
         data = prepare_data(args)
-        report = validate(data)
-        if not report.ok:
-            print(format_report(report), file=sys.stderr)
-            say(f"{data}: the data set is not usable (errors above); nothing was trained")
+        if not check_data(data, Path(args.out), args.force):
             return 1
-        say(f"{data}: valid ({sum(1 for p in report.problems if p.level == 'warning')} warnings)")
         failed = train_all(args, data, names)
 
         say("evaluating every checkpoint on the test set")
         result = evaluate(data / "test", runs=args.runs, out=args.out, jobs=args.jobs, force=args.force,
-                          batch=args.batch)
+                          batch=args.batch, bucket=args.bucket)
         failed += [f"evaluation: {m}" for m in result.get("failed", [])]
         page = build_listening_page(Path(args.out) / "results.csv", data / "test", args.out, runs_dir=args.runs)
     except SepbenchError as exc:

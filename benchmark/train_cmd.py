@@ -12,9 +12,10 @@ def add_arguments(p) -> None:
     p.add_argument("recipe", help="registered recipe name (see `sepbench recipes`)")
     p.add_argument("--data", required=True, help="data set root with train/ (and optionally val/)")
     p.add_argument("--profile", default="cpu", choices=PROFILES)
-    p.add_argument("--out", default="runs", help="runs folder; the run goes to OUT/RECIPE/PROFILE")
+    p.add_argument("--out", default="runs", help="runs folder; the run goes to OUT/RECIPE/PROFILE (seed 0) or "
+                   "OUT/RECIPE/PROFILE-seedK")
     p.add_argument("--max-minutes", type=float, help="wall-clock budget (overrides trainer.max_minutes)")
-    p.add_argument("--seed", type=int, help="overrides seed")
+    p.add_argument("--seed", type=int, help="overrides seed (default 0); each seed trains in its own run folder")
     p.add_argument("--devices", help="overrides trainer.devices (e.g. 4, or 'auto')")
     p.add_argument("--num-nodes", type=int, help="overrides trainer.num_nodes")
     p.add_argument("--strategy", help="overrides trainer.strategy (auto, ddp, ...)")
@@ -42,7 +43,7 @@ def run(args) -> int:
         return 0
     m = result["metrics"]
     best = m.get("best_epoch")  # 0-based in card.json; shown from 1 like the per-epoch lines
-    print(f"{args.recipe}/{args.profile}: {result['status']}; best epoch "
+    print(f"{args.recipe}/{result['run_dir'].name}: {result['status']}; best epoch "
           f"{best + 1 if isinstance(best, int) and best >= 0 else best}, "
           f"val_loss {m.get('best_val_loss', float('nan')):.3f}, val voice SI-SDRi "
           f"{m.get('best_val_sisdri', float('nan')):+.2f} dB -> {result['best']}", file=sys.stderr)

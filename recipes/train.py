@@ -14,23 +14,25 @@ import pytorch_lightning as pl
 import torch
 import yaml
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
-from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from . import config as config_mod
 from . import get
-from .callbacks import BestExport, CosineSchedule, EpochLog, ReplaceOld, TimeBudget
+from .callbacks import BestExport, CosineSchedule, EpochLog, ReplaceOld, TensorBoardExtras, TimeBudget
 from .checkpoint import finished_run, git_commit, versions
 from .data import FolderDataset, content_hash, data_splits
 from .errors import SepbenchError
 from .files import atomic_write_text
 from .lock import exclusive_lock
 from .losses import build_loss
+from .runs import run_folder
 from .sampling import GlobalBatchSampler
 
-# Keys that change how fast or how long a run goes, not what it computes: a resumed run may
-# change them without being refused as "a different experiment".
+# Keys that change how fast or how long a run goes, or what it reports, not what it computes: a
+# resumed run may change them without being refused as "a different experiment".
 _RESUMABLE_KEYS = {("trainer", "max_minutes"), ("trainer", "max_epochs"), ("data", "num_workers"),
-                   ("trainer", "devices"), ("trainer", "num_nodes"), ("trainer", "strategy")}
+                   ("trainer", "devices"), ("trainer", "num_nodes"), ("trainer", "strategy"),
+                   ("trainer", "logger"), ("trainer", "tb_audio_every")}
 
 
 def _global_batch(cfg: dict):
@@ -120,10 +122,10 @@ def train(recipe: str, data: str | Path, profile: str = "cpu", out: str | Path =
     extends a finished run (e.g. with a larger trainer.max_epochs).
     """
     cfg = config_mod.resolve(recipe, profile, overrides)
-    run_dir = Path(out) / recipe / profile
+    run_dir = Path(out) / recipe / run_folder(profile, cfg["seed"])  # one folder per seed (recipes/runs.py)
     if _launch_rank() > 0:  # a DDP process started by rank 0, which holds the lock and moved nothing
         return _train(recipe, data, profile, cfg, run_dir, resume, force=False, progress=progress)
-    with exclusive_lock(run_dir.parent, f"training of {recipe}/{profile}", name=f".{profile}.lock"):
+    with exclusive_lock(run_dir.parent, f"training of {recipe}/{run_dir.name}", name=f".{run_dir.name}.lock"):
         _restore_interrupted_force(run_dir)
         return _train(recipe, data, profile, cfg, run_dir, resume, force, progress)
 
@@ -206,6 +208,13 @@ def _train(recipe, data, profile, cfg, run_dir: Path, resume: bool, force: bool,
                                  save_on_train_epoch_end=True, enable_version_counter=False)]
     if o["schedule"] == "cosine":
         callbacks.append(CosineSchedule(o["lr"], o["warmup_steps"], o["final_lr_factor"], budget))
+    if t["logger"] == "tensorboard":
+        # version="": every session of a run writes into the same folder, so a resumed run
+        # continues its curves instead of showing up as another TensorBoard run.
+        logger = TensorBoardLogger(run_dir, name="tensorboard", version="", default_hp_metric=False)
+        callbacks.append(TensorBoardExtras(val_loader.dataset, sample_rate, t["tb_audio_every"]))
+    else:
+        logger = CSVLogger(run_dir, name="lightning_logs")
     for noisy in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*(does not have many workers|Checkpoint directory|LeafSpec|logging interval"
@@ -219,7 +228,7 @@ def _train(recipe, data, profile, cfg, run_dir: Path, resume: bool, force: bool,
             limit_val_batches=t["limit_val_batches"], accelerator=t["accelerator"], devices=t["devices"],
             num_nodes=t["num_nodes"], strategy=strategy, precision=t["precision"],
             gradient_clip_val=cfg["optim"]["grad_clip"], callbacks=callbacks, num_sanity_val_steps=0,
-            logger=CSVLogger(run_dir, name="lightning_logs"), enable_progress_bar=interactive,
+            logger=logger, enable_progress_bar=interactive,
             default_root_dir=run_dir,  # SLURM's SIGUSR1 hpc_ckpt lands in the run, not the submit dir
             use_distributed_sampler=False,  # GlobalBatchSampler shards by rank itself
             enable_model_summary=False, deterministic=False)

@@ -85,7 +85,7 @@ def test_rows_columns_and_references(first, tiny_data):
     result, _, _ = first
     df = aggregate.read_results(result["results"])
     assert len(df) == N_MODELS * 9 and df["failure_reason"].eq("").all()
-    assert list(df.columns[:8]) == ["model", "profile", "kind", "clip_id", "snr_label", "snr_measured",
+    assert list(df.columns[:9]) == ["model", "profile", "kind", "seed", "clip_id", "snr_label", "snr_measured",
                                     "sample_rate", "duration_s"]
     for col in ("voice_sisdr", "voice_sisdri", "voice_sdr", "voice_sdri", "voice_pesq_nb", "voice_stoi",
                 "voice_estoi", "noise_sisdr", "noise_sisdri", "input_voice_sisdr", "input_noise_sisdr",
@@ -252,7 +252,7 @@ def test_a_failing_pesq_is_an_empty_cell_and_a_reason(tmp_path, write_clip):
     lines = Path(result["results"]).read_text(encoding="utf-8").splitlines()
     header = lines[0].split(",")
     col, reason = header.index("voice_pesq_nb"), header.index("failure_reason")
-    whistle_rows = [line.split(",") for line in lines[1:] if line.split(",")[3] == "0002"]
+    whistle_rows = [line.split(",") for line in lines[1:] if line.split(",")[header.index("clip_id")] == "0002"]
     assert len(whistle_rows) == len(references.names())
     for cells in whistle_rows:
         assert cells[col] == "" and "pesq found no utterances" in cells[reason]

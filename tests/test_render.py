@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from benchmark.report import render
-from benchmark.scoring import aggregate
+from benchmark.scoring import aggregate, compare
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "LEADERBOARD.md"
 INFO = {"data": "data/demo/test", "data_hash": "0123456789abcdef", "n_clips": 6, "date": "2025-01-02T03:04:05Z",
@@ -48,8 +48,13 @@ def summary() -> pd.DataFrame:
     return aggregate.summarize(fixed_results())
 
 
-def test_matches_the_snapshot(summary):
-    text = render.render(summary, CARDS, INFO)
+@pytest.fixture(scope="module")
+def pairs() -> pd.DataFrame:
+    return compare.pairs(fixed_results())
+
+
+def test_matches_the_snapshot(summary, pairs):
+    text = render.render(summary, CARDS, INFO, pairs)
     if os.environ.get("SEPBENCH_UPDATE_SNAPSHOTS"):
         SNAPSHOT.parent.mkdir(exist_ok=True)
         SNAPSHOT.write_text(text, encoding="utf-8")
@@ -57,11 +62,12 @@ def test_matches_the_snapshot(summary):
     assert text == SNAPSHOT.read_text(encoding="utf-8")
 
 
-def test_same_inputs_give_byte_identical_output(summary):
-    first = render.render(summary, CARDS, INFO)
-    assert render.render(summary.copy(), dict(CARDS), dict(INFO)) == first
+def test_same_inputs_give_byte_identical_output(summary, pairs):
+    first = render.render(summary, CARDS, INFO, pairs)
+    assert render.render(summary.copy(), dict(CARDS), dict(INFO), compare.pairs(fixed_results())) == first
     # row order of the input does not matter either
-    assert render.render(summary.sample(frac=1, random_state=1), CARDS, INFO) == first
+    shuffled = fixed_results().sample(frac=1, random_state=1)
+    assert render.render(summary.sample(frac=1, random_state=1), CARDS, INFO, compare.pairs(shuffled)) == first
 
 
 def test_layout(summary):

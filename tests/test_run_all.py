@@ -139,3 +139,40 @@ def test_finished_runs_start_no_process(monkeypatch, tmp_path, capsys):
     calls.clear()
     run_all.train_all(run_all.parse_args(["--runs", str(tmp_path), "--force"]), tmp_path, names)
     assert calls == names
+
+
+def test_seeds_train_seed_by_seed_into_their_own_folders(monkeypatch, tmp_path, capsys):
+    """--seeds 2: every recipe's seed 0, then every recipe's seed 1 (in <profile>-seed1/, with
+    --seed 1); a finished seed is skipped like any finished run."""
+    import json
+
+    from benchmark import run_all
+
+    run = tmp_path / "lstm_mask" / "cpu-seed1"
+    run.mkdir(parents=True)
+    (run / "card.json").write_text(json.dumps({"status": "complete"}))
+    (run / "best.pt").write_bytes(b"x")
+    calls = []
+    monkeypatch.setattr(run_all.subprocess, "call", lambda cmd: calls.append(
+        (cmd[cmd.index("train") + 1], cmd[cmd.index("--seed") + 1] if "--seed" in cmd else None)) or 0)
+    args = run_all.parse_args(["--runs", str(tmp_path), "--seeds", "2"])
+    assert run_all.train_all(args, tmp_path, ["lstm_mask", "spec_unet"]) == []
+    assert calls == [("lstm_mask", None), ("spec_unet", None), ("spec_unet", "1")]
+    assert "lstm_mask seed 1: already trained (3/4)" in capsys.readouterr().err
+
+
+def test_validation_is_skipped_for_files_that_passed_it_unchanged(monkeypatch, tiny_copy, tmp_path, capsys):
+    from benchmark import run_all
+
+    out = tmp_path / "lb"
+    assert run_all.check_data(tiny_copy, out)
+    calls = []
+    real = run_all.validate
+    monkeypatch.setattr(run_all, "validate", lambda data: calls.append(data) or real(data))
+    assert run_all.check_data(tiny_copy, out) and calls == []
+    assert "unchanged since it was validated" in capsys.readouterr().err
+    assert run_all.check_data(tiny_copy, out, force=True) and len(calls) == 1
+    voice = next((tiny_copy / "test").glob("*/voice.wav"))
+    voice.write_bytes(voice.read_bytes()[:100])  # truncated: the data set changed and is now broken
+    assert not run_all.check_data(tiny_copy, out) and len(calls) == 2
+    assert "not usable" in capsys.readouterr().err

@@ -174,3 +174,18 @@ def test_mid_epoch_checkpoint_resumes_with_the_remaining_batches(tiny_data, tmp_
     assert a["meta"]["epoch"] == b["meta"]["epoch"]
     diff = max((a["state_dict"][k] - b["state_dict"][k]).abs().max().item() for k in a["state_dict"])
     assert diff < 1e-6, f"weights differ by {diff}"
+
+
+def test_each_seed_trains_in_its_own_run_folder(tiny_data, tmp_path):
+    """seed 0 keeps the plain runs/<recipe>/<profile>/ folder; seed K goes to <profile>-seedK/,
+    so seeds never resume or overwrite each other, and the card records the seed."""
+    import json
+
+    one = ["trainer.max_epochs=1", "model.hidden=8"]
+    first = train("lstm_mask", tiny_data, "smoke", out=tmp_path, overrides=one, progress=False)
+    other = train("lstm_mask", tiny_data, "smoke", out=tmp_path, overrides=one + ["seed=3"], progress=False)
+    assert first["run_dir"] == tmp_path / "lstm_mask" / "smoke" and first["status"] == "trained"
+    assert other["run_dir"] == tmp_path / "lstm_mask" / "smoke-seed3" and other["status"] == "trained"
+    assert json.loads((other["run_dir"] / "card.json").read_text())["seed"] == 3
+    assert not torch.equal(*(torch.load(r["best"], weights_only=True)["state_dict"]["masker.rnn.weight_ih_l0"]
+                             for r in (first, other)))

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
+from benchmark.scoring import compare
 from benchmark.scoring.aggregate import ALL, KIND_ORDER, RANK_METRIC, bucket_sort_key
 from benchmark.scoring.metrics import METRICS, pesq_mode
 from recipes.files import atomic_path
@@ -51,8 +52,11 @@ class _Summary:
     """Lookup of one statistic row by (model, profile, kind, bucket, metric)."""
 
     def __init__(self, summary: pd.DataFrame):
+        if "n_seeds" not in summary.columns:  # a summary.csv written before seeds were pooled
+            summary = summary.assign(n_seeds=1, seed_std=math.nan)
         self.rows = {tuple(r[:5]): r for r in summary[["model", "profile", "kind", "snr_bucket", "metric", "n",
-                                                       "n_failed", "mean", "ci95_low", "ci95_high"]].itertuples(index=False)}
+                                                       "n_failed", "mean", "ci95_low", "ci95_high", "n_seeds",
+                                                       "seed_std"]].itertuples(index=False)}
         self.models = sorted({k[:3] for k in self.rows}, key=self._rank_key)
         self.buckets = sorted({k[3] for k in self.rows}, key=bucket_sort_key)
         pesq = [m for m in ("voice_pesq_nb", "voice_pesq_wb") if any(k[4] == m for k in self.rows)]
@@ -61,8 +65,19 @@ class _Summary:
     def get(self, model, metric, bucket=ALL):
         return self.rows.get((*model, bucket, metric))
 
-    def _rank_key(self, model):
-        row = self.rows.get((*model, ALL, RANK_METRIC))
+    def ranked(self, bucket=ALL) -> list[tuple[str, str]]:
+        """Trained (model, profile)s, best mean RANK_METRIC in `bucket` first."""
+        trained = [m for m in self.models if m[2] == "trained"]
+        return [m[:2] for m in sorted(trained, key=lambda m: self._rank_key(m, bucket))]
+
+    def seeds(self, model) -> str:
+        row = self.get(model, RANK_METRIC)
+        if row is None or row.n_seeds <= 1:
+            return "1"
+        return f"{row.n_seeds} (sd {row.seed_std:.2f})"
+
+    def _rank_key(self, model, bucket=ALL):
+        row = self.rows.get((*model, bucket, RANK_METRIC))
         mean = row.mean if row is not None and not math.isnan(row.mean) else -math.inf
         return (KIND_ORDER.get(model[2], 9), -mean, model[0], model[1])
 
@@ -106,20 +121,25 @@ def _table(rows, headers) -> str:
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
-def main_table(summary: pd.DataFrame, cards: dict) -> str:
-    """Trained models ranked by overall voice SI-SDRi."""
+def main_table(summary: pd.DataFrame, cards: dict, pairs: pd.DataFrame | None = None) -> str:
+    """Trained models ranked by overall voice SI-SDRi; with `pairs` (compare.pairs), a Tier
+    column; a Seeds column when some model was trained with more than one seed."""
     s = _Summary(summary)
+    tiers = compare.tiers(pairs, s.ranked()) if pairs is not None else {}
+    seeded = any(s.seeds(m) != "1" for m in s.models if m[2] == "trained")
     rows = []
     for model in (m for m in s.models if m[2] == "trained"):
         card = cards.get(model[:2], {})
         rtf = s.get(model, "rtf")
-        rows.append([len(rows) + 1, md(model[0]), md(model[1]), *[s.cell(model, s.metric(n)) for n in _TABLE_METRICS],
+        rows.append([len(rows) + 1, *([tiers.get(model[:2], "–")] if tiers else []), md(model[0]), md(model[1]),
+                     *([s.seeds(model)] if seeded else []),
+                     *[s.cell(model, s.metric(n)) for n in _TABLE_METRICS],
                      _params(card), "–" if rtf is None or math.isnan(rtf.mean) else f"{rtf.mean:.3g}",
                      _duration(card), s.failed(model, _TABLE_METRICS)])
     if not rows:
         return "_No trained models yet: train one with `sepbench train`._"
-    headers = ["#", "Model", "Profile", *[_header(s.metric(n)) for n in _TABLE_METRICS], "Params",
-               _header("rtf"), "Train time", "Failed"]
+    headers = ["#", *(["Tier"] if tiers else []), "Model", "Profile", *(["Seeds"] if seeded else []),
+               *[_header(s.metric(n)) for n in _TABLE_METRICS], "Params", _header("rtf"), "Train time", "Failed"]
     return _table(rows, headers)
 
 
@@ -133,10 +153,18 @@ def reference_table(summary: pd.DataFrame) -> str:
     return _table(rows, ["Reference", "Kind", *[_header(s.metric(n)) for n in _TABLE_METRICS], "Failed"])
 
 
-def snr_table(summary: pd.DataFrame) -> str:
+def snr_table(summary: pd.DataFrame, pairs: pd.DataFrame | None = None) -> str:
+    """Voice SI-SDRi per bucket; with `pairs`, the trained models tied with each bucket's best
+    trained model (not significantly worse, compare.ties_with_best) are in bold."""
     s = _Summary(summary)
+    ties = {b: compare.ties_with_best(pairs, s.ranked(b), b) for b in s.buckets} if pairs is not None else {}
     headers = ["Model", "Profile", "Kind", *[("All" if b == ALL else f"SNR {md(b)} dB") for b in s.buckets]]
-    rows = [[*map(md, model), *[s.cell(model, RANK_METRIC, b) for b in s.buckets]] for model in s.models]
+
+    def cell(model, bucket):
+        text = s.cell(model, RANK_METRIC, bucket)
+        return f"**{text}**" if model[:2] in ties.get(bucket, ()) and model[2] == "trained" else text
+
+    rows = [[*map(md, model), *[cell(model, b) for b in s.buckets]] for model in s.models]
     return _table(rows, headers)
 
 
@@ -153,7 +181,13 @@ def _note(info: dict, pesq_metric: str) -> str:
         "of the estimate does not count. Sources are scored in fixed order (voice, noise), never re-paired, so a "
         "model that swaps its outputs scores negative.",
         "- Cells are the mean over clips ± the half-width of the 95% confidence interval of that mean "
-        "(Student t). Two models whose intervals overlap may not really differ on this test set.",
+        "(Student t). A model trained with several seeds (Seeds: how many, and the standard deviation of "
+        "their means) shows the mean over seeds and a two-level bootstrap interval over seeds and clips.",
+        "- **Tier**: every model is scored on the same clips, so models are compared clip by clip "
+        "(`pairs.csv`: mean difference with a paired bootstrap 95% interval, Wilcoxon signed-rank p-value, "
+        "Holm-corrected over the pairs). A tier starts at its best model and holds every model below it "
+        "that is not significantly worse at 5%; the first that is opens the next tier. In the per-SNR table, "
+        "**bold** marks the models tied with that bucket's best the same way.",
         "- ↑ higher is better, ↓ lower is better. SDRi is BSS-eval SDR (512-tap filter) improvement; "
         "STOI/ESTOI are intelligibility scores in [0, 1]; RTF is separation time / audio duration on the "
         "evaluating machine.",
@@ -167,9 +201,16 @@ def _note(info: dict, pesq_metric: str) -> str:
     ])
 
 
-def render(summary: pd.DataFrame, cards: dict, info: dict) -> str:
+def _bucket_title(info: dict) -> str:
+    if info.get("bucket", "label") != "measured":
+        return "by SNR label of the mixture"
+    edges = ", ".join(f"{e:g}" for e in info.get("edges") or [])
+    return f"by SNR measured on the stems (bin edges {md(edges or 'none')} dB; `--bucket measured`)"
+
+
+def render(summary: pd.DataFrame, cards: dict, info: dict, pairs: pd.DataFrame | None = None) -> str:
     """The whole LEADERBOARD.md. info: data, data_hash, n_clips, date, git_commit, version,
-    sample_rate."""
+    sample_rate, and optionally bucket ("label" | "measured") and edges; pairs: compare.pairs."""
     s = _Summary(summary)
     parts = [
         "<!-- Generated by `sepbench evaluate`: do not edit; re-run it instead. -->",
@@ -177,13 +218,15 @@ def render(summary: pd.DataFrame, cards: dict, info: dict) -> str:
         f"- Test set: {_code(info['data'])} (content hash {_code(info['data_hash'])}, {md(info['n_clips'])} clips, "
         f"{md(info.get('sample_rate', '?'))} Hz)",
         f"- Results of: {md(info['date'])}",
-        f"- Benchmark: version {md(info['version'])}, git commit {md(info['git_commit'])}", "",
+        f"- Benchmark: version {md(info['version'])}, git commit {md(info['git_commit'])}",
+        f"- SNR buckets: {'measured on the stems' if info.get('bucket') == 'measured' else 'labels of the mixtures'}",
+        "",
         f"## Trained models, ranked by {_header(RANK_METRIC)} (mean ± 95% CI)", "",
-        main_table(summary, cards), "",
+        main_table(summary, cards, pairs), "",
         "## References (not trained models)", "",
         reference_table(summary), "",
-        f"## {_header(RANK_METRIC)} by SNR label of the mixture", "",
-        snr_table(summary), "",
+        f"## {_header(RANK_METRIC)} {_bucket_title(info)}", "",
+        snr_table(summary, pairs), "",
         f"![{METRICS[RANK_METRIC].label} by SNR]({PLOT_NAME})", "",
         *(["## Learning curves: validation voice SI-SDRi against training time", "",
            f"![validation voice SI-SDRi against training minutes]({CURVES_NAME})", "",
@@ -201,7 +244,7 @@ def _label(text: str) -> str:
     return "\u200b" + text if text.startswith("_") else text
 
 
-def plot_png(summary: pd.DataFrame) -> bytes:
+def plot_png(summary: pd.DataFrame, measured: bool = False) -> bytes:
     """Voice SI-SDRi against SNR label, one line per model with its CI band; oracles dashed,
     the mixture dotted. PNG bytes with no software version stamped in them."""
     # Late: matplotlib takes about a second to import; only the plots need it.
@@ -210,34 +253,34 @@ def plot_png(summary: pd.DataFrame) -> bytes:
     # Names are plain text: '$...$' in a name was parsed as math (and failed the whole
     # evaluation on a bad expression), and usetex would hand it to LaTeX.
     with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
-        return _plot_png(summary)
+        return _plot_png(summary, measured)
 
 
-def _plot_png(summary: pd.DataFrame) -> bytes:
+def _plot_png(summary: pd.DataFrame, measured: bool) -> bytes:
     # Late: matplotlib takes about a second to import; only the plots need it.
     from matplotlib.figure import Figure
 
     s = _Summary(summary)
     buckets = [b for b in s.buckets if b != ALL]
-    x = [float(b) for b in buckets]
+    # Measured-SNR bins ("<a", "a..b") are named, not numbers: evenly spaced in their order.
+    x = list(range(len(buckets))) if measured else [float(b) for b in buckets]
     fig = Figure(figsize=(7.0, 4.5), dpi=100)
     ax = fig.add_subplot()
-    trained = [m for m in s.models if m[2] == "trained"]
-    colors = model_colors(len(trained))
+    colors = model_color_map(f"{m[0]}/{m[1]}" for m in s.models if m[2] == "trained")
     others = [m for m in s.models if m[2] != "trained"]
     for model in s.models:
         rows = [s.get(model, RANK_METRIC, b) for b in buckets]
         mean, low, high = ([math.nan if r is None else getattr(r, a) for r in rows]
                            for a in ("mean", "ci95_low", "ci95_high"))
         if model[2] == "trained":
-            style, marker, color = "-", "o", colors[trained.index(model)]
+            style, marker, color = "-", "o", colors[f"{model[0]}/{model[1]}"]
         else:  # references and oracles: grey, dashed or dotted, one marker each
             k = others.index(model)
             style, marker, color = "--" if model[2] == "oracle" else ":", "sDv^<>"[k % 6], f"{0.25 + 0.1 * (k % 4):.2f}"
         ax.plot(x, mean, style, marker=marker, color=color,
                 label=_label(f"{model[0]} ({model[1]})" if model[2] == "trained" else model[0]))
         ax.fill_between(x, low, high, color=color, alpha=0.15, linewidth=0)
-    ax.set_xlabel("SNR label of the mixture (dB)")
+    ax.set_xlabel("SNR measured on the stems (dB)" if measured else "SNR label of the mixture (dB)")
     ax.set_ylabel(_header(RANK_METRIC))
     ax.set_xticks(x, [_plain(b) for b in buckets])
     ax.grid(True, alpha=0.3)
@@ -246,8 +289,10 @@ def _plot_png(summary: pd.DataFrame) -> bytes:
 
 
 def learning_curves_png(curves: dict[str, list[tuple[float, float]]]) -> bytes:
-    """Validation voice SI-SDRi against training minutes, one line per model: {label: [(minutes,
-    dB), ...]}. PNG bytes with no software version stamped in them."""
+    """Validation voice SI-SDRi against training minutes, one line per run: {label: [(minutes,
+    dB), ...]}, label "model/profile" or "model/profile seed K". A model has the colour it has in
+    the SNR plot (model_color_map); its seeds differ by line style. PNG bytes with no software
+    version stamped in them."""
     # Late: matplotlib takes about a second to import; only the plots need it.
     import matplotlib
     from matplotlib.figure import Figure
@@ -255,15 +300,25 @@ def learning_curves_png(curves: dict[str, list[tuple[float, float]]]) -> bytes:
     with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
         fig = Figure(figsize=(7.0, 4.5), dpi=100)
         ax = fig.add_subplot()
-        colors = model_colors(len(curves))
-        for i, (label, points) in enumerate(sorted(curves.items())):
-            ax.plot([p[0] for p in points], [p[1] for p in points], "-", marker=".", color=colors[i],
-                    label=_label(label))
+        colors = model_color_map(label.split(" seed ")[0] for label in curves)
+        seen: dict[str, int] = {}
+        for label, points in sorted(curves.items()):
+            model = label.split(" seed ")[0]
+            k = seen[model] = seen.get(model, -1) + 1
+            ax.plot([p[0] for p in points], [p[1] for p in points], ["-", "--", ":", "-."][k % 4], marker=".",
+                    color=colors[model], label=_label(label))
         ax.set_xlabel("training time (minutes, wall clock)")
         ax.set_ylabel("validation voice SI-SDRi (dB)")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="small", loc="lower right")
         return _png_bytes(fig)
+
+
+def model_color_map(names) -> dict:
+    """{model name: colour}, assigned in sorted name order, so every plot of the same models gives
+    each the same colour whatever order it draws them in."""
+    unique = sorted(set(names))
+    return dict(zip(unique, model_colors(len(unique))))
 
 
 def model_colors(n: int) -> list:
