@@ -40,7 +40,7 @@ from .scoring.workers import Runner, run_batched, run_per_clip
 from .separate.core import pick_device
 
 HELP = "score every trained checkpoint on a test set and write the leaderboard"
-SCORING_VERSION = 1  # bump when scores change meaning: it invalidates every cache entry
+SCORING_VERSION = 2  # bump when scores change: it invalidates every cache entry (2: seeded ESTOI noise)
 BENCHMARK_VERSION = f"{__version__}+s{SCORING_VERSION}"
 DEFAULT_GPU_BATCH = 16
 

@@ -190,7 +190,7 @@ def _note(info: dict, pesq_metric: str) -> str:
         "**bold** marks the models tied with that bucket's best the same way.",
         "- ↑ higher is better, ↓ lower is better. SDRi is BSS-eval SDR (512-tap filter) improvement; "
         "STOI/ESTOI are intelligibility scores in [0, 1]; RTF is separation time / audio duration on the "
-        "evaluating machine.",
+        "evaluating machine (one CPU thread per clip, or the GPU).",
         f"- PESQ ({pesq_metric.split('_')[-1].upper()}) is {pesq}, computed on the voice only.",
         "- **Oracle** rows build masks from the true stems on a 32 ms / 8 ms STFT and apply them to the mixture: "
         "an upper reference for magnitude-masking models on that STFT (learned-basis models such as "

@@ -1,7 +1,8 @@
 """Reference rows scored beside the trained models on the same test set.
 
-- `mixture` (kind "reference"): the unprocessed mixture as the estimate of both sources; its
-  improvements are exactly 0 by construction, so it anchors every other row.
+- `mixture` (kind "reference"): the unprocessed mixture as the estimate of both sources, scored
+  like any model's estimate; its improvements are exactly 0 because every metric is deterministic
+  (scoring/metrics.py), so it anchors every other row.
 - `oracle_irm`, `oracle_ibm`, `oracle_wiener` (kind "oracle"): masks computed from the true
   stems, applied to the MIXTURE's STFT (the same 32 ms / 8 ms sqrt-Hann STFT as lstm_mask's
   default), keeping the mixture phase. They bound what a magnitude-masking model on this STFT can
@@ -22,7 +23,7 @@ import torch
 
 from recipes.stft_masking import make_stft, pad_to_hops, stft_sizes
 
-from .metrics import mixture_gains
+from .metrics import mixture_gains, one_blas_thread
 
 WIN_MS, HOP_MS = 32.0, 8.0
 
@@ -68,6 +69,7 @@ def _masks(name: str, v: np.ndarray, n: np.ndarray) -> np.ndarray:
 
 
 def _oracle(name: str):
+    @one_blas_thread  # the stems' least-squares gains: the same bits whatever the caller's threads
     def estimate(mix: np.ndarray, sources: np.ndarray, sample_rate: int) -> np.ndarray:
         stft = _stft(sample_rate)
         scaled = mixture_gains(sources, mix)[:, None] * np.asarray(sources, np.float64)

@@ -1,7 +1,8 @@
 """How `sepbench evaluate` computes one model's rows, in one of two ways:
 
 - per clip (`batch=1`, the CPU default): each worker process loads the model once and separates
-  and scores its share of the clips, one torch thread each;
+  and scores its share of the clips, the model on one torch thread (with any --jobs, so the
+  scores do not depend on it);
 - batched (`batch>1`, the GPU default): this process runs the model on batches of equal-length
   clips (on the GPU when there is one) while the worker processes score the estimates that
   arrive; a bounded number wait, so memory stays flat on any test set.
@@ -63,6 +64,24 @@ def _row(meta: dict, sr: int, inputs: dict, est: np.ndarray | None, sources, mix
             "rtf": seconds / duration}
 
 
+@contextlib.contextmanager
+def _one_torch_thread(device: str):
+    """A CPU forward pass on one thread: how a float reduction is split across threads changes
+    the last bits of the estimate (about 1e-8 for lstm_mask and conv_tasnet between 1 and 2
+    threads), so a score would depend on --jobs (in-process with jobs=1, one thread per worker
+    otherwise). Parallelism comes from the worker processes instead. Set around the forward
+    only: the metrics' own torch-backed solvers keep their threads."""
+    if not device.startswith("cpu"):
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _run_task(task) -> tuple[list[dict], float]:
     """Per-clip mode: separate (model or reference) and score a list of clips."""
     spec, clips, inputs, device = task
@@ -77,8 +96,11 @@ def _run_task(task) -> tuple[list[dict], float]:
             continue
         t0, est, failure = time.perf_counter(), None, ""
         try:
-            est = (references.estimate(spec[1], mix, sources, sr) if spec[0] == "reference"
-                   else separate_clip(_model(spec, device), mix, sr, device=device))
+            if spec[0] == "reference":
+                est = references.estimate(spec[1], mix, sources, sr)
+            else:
+                with _one_torch_thread(device):
+                    est = separate_clip(_model(spec, device), mix, sr, device=device)
         except Exception as exc:  # one clip's failure is a row with its reason, not the end of the run
             failure = _reason(exc)
         rows.append(_row(meta, sr, inputs[meta["id"]], est, sources, mix, time.perf_counter() - t0, failure))
