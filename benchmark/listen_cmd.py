@@ -22,6 +22,8 @@ def add_arguments(p) -> None:
     p.add_argument("--clips-per-bucket", type=int, default=1, help="clips shown per SNR label (default 1)")
     p.add_argument("--models", help="comma-separated names to show (recipe, recipe/profile, oracle_irm); "
                    "default all trained models plus the oracle")
+    p.add_argument("--force", action="store_true", help="rebuild even when the page's inputs (results.csv, "
+                   "summary.csv, plot, checkpoints, audio files) are those it was built from")
 
 
 def run(args) -> int:
@@ -37,7 +39,7 @@ def run(args) -> int:
     test_dir = test_split_dir(Path(args.data))
 
     page = build_listening_page(results, test_dir, out, runs_dir=Path(args.runs),
-                                clips_per_bucket=args.clips_per_bucket, models=models,
+                                clips_per_bucket=args.clips_per_bucket, models=models, force=args.force,
                                 log=lambda m: print(m, file=sys.stderr))
     print(f"listening page: {page}", file=sys.stderr)
     return 0

@@ -15,8 +15,10 @@ import os
 import re
 import shutil
 import threading
+import time
 from functools import partial
 from pathlib import Path
+from urllib.parse import quote
 
 import markupsafe
 import numpy as np
@@ -26,7 +28,8 @@ import soundfile as sf
 
 from benchmark.cli import main
 from benchmark.data.loudness import match_loudness
-from benchmark.report import listen
+from benchmark.report import listen, render
+from benchmark.scoring import aggregate
 from recipes.files import recover_folder
 
 SR = 8000
@@ -36,7 +39,15 @@ EVIL_PROFILE = '"><img src=x onerror=alert(2)>'
 CLIPS = {"0001": (-3, -3.5), "0002": (-3, -2.0), "0003": (3, 3.5), "0004": (3, 2.5)}
 MODELS = [("mixture", "-", "reference", 0.0), ("oracle_irm", "-", "oracle", 12.0), ("oracle_ibm", "-", "oracle", 11.0),
           ("lstm_mask", "smoke", "trained", 2.0), (EVIL, EVIL_PROFILE, "trained", 5.0)]
-SAFE_NAME = re.compile(r"^\d\d_(mix|voice|noise|m\d\d_(voice|noise))\.(wav|png)$")
+# Ten more trained models, ranked below lstm_mask, for a page as wide as a real one: their rows are
+# lstm_mask's checkpoint under other names (the page separates with whatever checkpoint a row names).
+COPIES = ["conv_tasnet", "spec_unet", "dcunet", "dprnn", "dccrnet", "wave_unet", "lstm_tasnet", "deep_clustering",
+          "sudormrf", "gtcrn"]
+MODELS += [(name, "smoke", "trained", 1.9 - k / 10) for k, name in enumerate(COPIES)]
+N_COLUMNS = 2 + len(COPIES) + 1  # trained models, then the oracle
+# Columns in leaderboard order: the evil name (m01), lstm_mask (m02), the copies, oracle_irm last.
+LABELS = [f"{EVIL}/{EVIL_PROFILE}", "lstm_mask/smoke", *[f"{c}/smoke" for c in COPIES], "oracle_irm"]
+SAFE_NAME = re.compile(r"^(\d\d_(mix|voice|noise|m\d\d_(voice|noise))\.(wav|png)|si_sdri_by_snr\.png)$")
 
 
 def _write_data(root: Path) -> Path:
@@ -66,7 +77,9 @@ def _write_run(root: Path) -> tuple[Path, Path]:
     rows = []
     for seed, (model, profile, kind, level) in enumerate(MODELS):
         ckpt = ""
-        if kind == "trained":
+        if model in COPIES:
+            ckpt = "runs/lstm_mask/smoke/best.pt"
+        elif kind == "trained":
             torch.manual_seed(seed)
             save_model(runs / model / profile / "best.pt", recipes.get("lstm_mask").build(**args), "lstm_mask", args, SR)
             ckpt = f"runs/{model}/{profile}/best.pt"
@@ -77,6 +90,10 @@ def _write_run(root: Path) -> tuple[Path, Path]:
                          "noise_sisdri": gain, "input_voice_sisdr": base, "input_noise_sisdr": -base,
                          "checkpoint": ckpt, "checkpoint_hash": "", "failure_reason": ""})
     pd.DataFrame(rows).to_csv(root / "results.csv", index=False)
+    # What evaluate writes beside results.csv, and the page shows on top.
+    summary = aggregate.summarize(aggregate.read_results(root / "results.csv"))
+    aggregate.write_csv(summary, root / "summary.csv")
+    render.plot(summary, root / render.PLOT_NAME)
     return runs, root / "results.csv"
 
 
@@ -105,23 +122,53 @@ def test_page_content_escaping_and_links(page):
     text = page.read_text(encoding="utf-8")
     # Jinja2's autoescape (markupsafe) writes " as &#34;.
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text and "&#34;&gt;&lt;img src=x onerror=alert(2)&gt;" in text
-    assert "<script" not in text.lower() and "<img src=x" not in text and EVIL not in text
+    assert "<img src=x" not in text and EVIL not in text and "alert" not in _script_of(text)
+    # The one script is the template's own, and the policy allows it by hash and nothing else.
+    assert text.lower().count("<script") == 1
+    csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]*)"', text).group(1)
+    script_src = re.search(r"script-src ([^;]*)", csp).group(1)
+    assert re.fullmatch(r"'sha256-[A-Za-z0-9+/]+=*'", script_src), csp
     # Columns in leaderboard order (mean voice SI-SDRi), then the oracle; other references absent.
-    evil_label = str(markupsafe.escape(f"{EVIL}/{EVIL_PROFILE}"))
-    header = text[text.index("<thead>"):text.index("</thead>")]
-    assert header.index(evil_label) < header.index("lstm_mask/smoke") < header.index("oracle_irm")
-    assert "oracle_ibm" not in text
+    header = text[text.index('<table id="clips">'):text.index("</thead>", text.index('<table id="clips">'))]
+    positions = [header.index(str(markupsafe.escape(label))) for label in LABELS]
+    assert positions == sorted(positions)
+    clips_table = text[text.index('<table id="clips">'):]
+    assert "oracle_ibm" not in clips_table
     # One row per SNR label: the clip whose input voice SI-SDR is the (lower) median.
     assert re.findall(r"clip (\d{4})<br>SNR label (-?\d+) dB", text) == [("0001", "-3"), ("0004", "3")]
-    assert "SI-SDR 1.5 dB<br>(+5.0 dB)" in text  # the evil model's voice score on clip 0001
+    assert "SI-SDR 1.5 dB, SI-SDRi +5.0 dB" in text  # the evil model's voice score on clip 0001
     links = re.findall(r'(?:src|href)="([^"]*)"', text)
-    assert len([x for x in links if x.startswith("audio/")]) == 2 * (3 + 2 * 3)
+    assert len([x for x in links if x.startswith("audio/")]) == 2 * (3 + 2 * N_COLUMNS)
+    assert "img/si_sdri_by_snr.png" in links  # the leaderboard's plot, copied into the folder
     for link in links:
         assert link == "data:," or re.fullmatch(r"(audio|img)/[^/]+", link), link
         assert link == "data:," or (page.parent / link).is_file(), link
     for p in page.parent.rglob("*"):
-        assert p.is_dir() or p.name == "index.html" or SAFE_NAME.match(p.name), p
+        assert p.is_dir() or p.name in ("index.html", listen.STAMP) or SAFE_NAME.match(p.name), p
         assert p.stat().st_mode & 0o004, f"{p} is not world-readable: a web server could not serve it"
+
+
+def test_page_leaderboard_from_summary(page):
+    """The ranking on top is summary.csv's: trained models by mean voice SI-SDRi with the CI's
+    half-width, as LEADERBOARD.md writes it, then the references."""
+    text = page.read_text(encoding="utf-8")
+    board = text[text.index('<div class="lb">'):text.index("</table>", text.index('<div class="lb">'))]
+    names = re.findall(r'<td>(\d*)</td><td class="t">([^<]*)</td>', board)
+    assert [n for _, n in names][:3] == [str(markupsafe.escape(EVIL)), "lstm_mask", COPIES[0]]
+    assert [r for r, _ in names] == [str(i) for i in range(1, 13)] + [""] * 3
+    assert {n for r, n in names if not r} == {"oracle_irm", "oracle_ibm", "mixture"}
+    # The evil model's voice SI-SDRi on its 4 clips: 5, 5.25, 5.5, 5.75 -> 5.375 ± t(3) * s / 2.
+    assert "<td>5.38 ± 0.51</td>" in board
+
+
+def _clips_table(page: Path) -> str:
+    """The players' table and what follows it: the ranking above it lists every model scored."""
+    text = page.read_text(encoding="utf-8")
+    return text[text.index('<table id="clips">'):]
+
+
+def _script_of(text: str) -> str:
+    return text[text.index("<script>"):text.index("</script>")]
 
 
 def test_levels_loudness_matched_and_unclipped(page, run):
@@ -157,11 +204,12 @@ def test_players_hold_each_columns_own_estimate(page, run):
     clip = run["test_dir"] / "0001"
     mix = read_audio(clip / "mix_snr_-3.wav")[0]
     sources = np.stack([read_audio(clip / f"{s}.wav")[0] for s in ("voice", "noise")])
-    direct = [separate(load_model(run["runs"] / m / p / "best.pt")[0], mix) for m, p in ((EVIL, EVIL_PROFILE),
-                                                                                           ("lstm_mask", "smoke"))]
-    direct.append(references.estimate("oracle_irm", mix, sources, SR))
+    evil, lstm = (separate(load_model(run["runs"] / m / p / "best.pt")[0], mix) for m, p in ((EVIL, EVIL_PROFILE),
+                                                                                               ("lstm_mask", "smoke")))
+    # A copy plays its checkpoint's (lstm_mask's) separation; the oracle is the last column.
+    direct = {1: evil, 2: lstm, 3: lstm, N_COLUMNS: references.estimate("oracle_irm", mix, sources, SR)}
     audio = page.parent / "audio"
-    for j, est in enumerate(direct, 1):
+    for j, est in direct.items():
         for s, source in enumerate(("voice", "noise")):
             heard = si_sdr(sf.read(str(audio / f"01_m{j:02d}_{source}.wav"))[0], sf.read(str(audio / f"01_{source}.wav"))[0])
             assert abs(heard - si_sdr(est[s], sources[s])) < 0.1, (j, source)
@@ -178,14 +226,14 @@ def test_match_loudness_short_and_silent():
 def test_deterministic_atomic_and_filtered(run, tmp_path, monkeypatch):
     out = tmp_path / "lb"
     first = _files(_build(run, out).parent)
-    assert _files(_build(run, out).parent) == first  # same bytes: html, audio and images
+    assert _files(_build(run, out, force=True).parent) == first  # same bytes: html, audio and images
     assert sorted(p.name for p in out.iterdir()) == ["listen"]  # no temporary folder left
 
     def broken(*args, **kw):
         raise RuntimeError("interrupted")
     monkeypatch.setattr(listen, "_png", broken)
     with pytest.raises(RuntimeError):
-        _build(run, out)
+        _build(run, out, force=True)
     assert _files(out / "listen") == first and sorted(p.name for p in out.iterdir()) == ["listen"]
     monkeypatch.undo()
 
@@ -195,20 +243,75 @@ def test_deterministic_atomic_and_filtered(run, tmp_path, monkeypatch):
     recover_folder(out / "listen")
     assert _files(out / "listen") == first and sorted(p.name for p in out.iterdir()) == ["listen"]
 
-    text = _build(run, out, models=["oracle_irm"], clips_per_bucket=2).read_text(encoding="utf-8")
+    text = _clips_table(_build(run, out, models=["oracle_irm"], clips_per_bucket=2))
     assert "lstm_mask" not in text and "alert" not in text and text.count("<audio") == 4 * (3 + 2)
 
 
-def test_listen_command(run, tmp_path):
+def _mtimes(folder: Path) -> dict[str, int]:
+    return {p.relative_to(folder).as_posix(): p.stat().st_mtime_ns for p in [folder, *folder.rglob("*")]}
+
+
+def test_rebuild_only_when_inputs_change(run, tmp_path):
+    """A second build from the same inputs writes nothing (a no-op ./run_all.sh re-run stays fast);
+    a changed results.csv, summary.csv, plot, checkpoint or audio file rebuilds the page."""
+    board = tmp_path / "board"
+    board.mkdir()
+    for name in ("results.csv", "summary.csv", render.PLOT_NAME):
+        shutil.copy2(run["results"].parent / name, board / name)
+    data = Path(shutil.copytree(run["test_dir"], tmp_path / "test"))
+    out, said = tmp_path / "lb", []
+
+    def build(**kw):
+        said.clear()
+        started = time.perf_counter()
+        page = listen.build_listening_page(board / "results.csv", data, out, runs_dir=run["runs"], log=said.append,
+                                           **kw)
+        return page, time.perf_counter() - started
+
+    page, full = build()
+    before, html = _mtimes(out), page.read_text(encoding="utf-8")
+    _, noop = build()
+    assert said == [f"listening page up to date: {page}"]
+    assert _mtimes(out) == before, "an up-to-date page was rewritten"
+    print(f"listening page: full build {full:.2f} s, no-op {noop:.3f} s")
+
+    results = pd.read_csv(board / "results.csv", dtype={"clip_id": str}, keep_default_na=False)
+    results.loc[(results["model"] == "lstm_mask") & (results["clip_id"] == "0001"), "voice_sisdr"] = 9.7
+    results.to_csv(board / "results.csv", index=False)
+    build()
+    assert not any("up to date" in m for m in said) and _mtimes(out) != before
+    assert "SI-SDR 9.7 dB" in page.read_text(encoding="utf-8") and page.read_text(encoding="utf-8") != html
+
+    # A touched audio file of a clip on the page (same size, new modification time) rebuilds too.
+    before = _mtimes(out)
+    voice = data / "0004" / "voice.wav"
+    os.utime(voice, ns=(voice.stat().st_atime_ns, voice.stat().st_mtime_ns + 10**9))
+    build()
+    assert not any("up to date" in m for m in said) and _mtimes(out) != before
+    build()
+    assert said == [f"listening page up to date: {page}"]
+    before = _mtimes(out)
+    build(force=True)
+    assert _mtimes(out) != before
+
+
+def test_listen_command(run, tmp_path, capsys):
     """`sepbench listen` on a scored leaderboard folder and a data set root holding test/."""
     out = tmp_path / "lb"
     out.mkdir()
     shutil.copy(run["results"], out / "results.csv")
-    assert main(["listen", "--data", str(run["test_dir"].parent), "--out", str(out), "--runs", str(run["runs"]),
-                 "--models", "lstm_mask, oracle_irm"]) == 0
-    text = (out / "listen" / "index.html").read_text(encoding="utf-8")
+    argv = ["listen", "--data", str(run["test_dir"].parent), "--out", str(out), "--runs", str(run["runs"]),
+            "--models", "lstm_mask, oracle_irm"]
+    assert main(argv) == 0
+    text = _clips_table(out / "listen" / "index.html")
     assert "lstm_mask/smoke" in text and "oracle_irm" in text and "alert" not in text
     assert text.count("<audio") == 2 * (3 + 2 * 2)  # one clip per SNR label, two models
+    # Beside this results.csv there is no plot (none on the page) and no summary.csv (summarised).
+    full = (out / "listen" / "index.html").read_text(encoding="utf-8")
+    assert "img/si_sdri_by_snr.png" not in full and "<td>2.38 ± 0.51</td>" in full
+    capsys.readouterr()
+    assert main(argv) == 0 and "listening page up to date" in capsys.readouterr().err
+    assert main([*argv, "--force"]) == 0 and "up to date" not in capsys.readouterr().err
 
 
 def test_listen_command_without_results(run, tmp_path, capsys):
@@ -281,15 +384,16 @@ def _check_loaded(driver, page: Path) -> None:
         lambda d: all(a["ready"] >= 1 or a["error"] is not None for a in d.execute_script(_AUDIO_JS))
         and all(i["complete"] for i in d.execute_script(_IMG_JS)))
     audio, images = driver.execute_script(_AUDIO_JS), driver.execute_script(_IMG_JS)
-    assert len(audio) == len(images) == n_audio
+    assert len(audio) == len(images) - 1 == n_audio  # one spectrogram per player, and the plot
     bad = [a for a in audio if a["error"] is not None or not a["duration"] > 0]
     assert not bad, f"audio that did not load: {bad}"
     assert all(abs(a["duration"] - 1.0) < 0.01 for a in audio), audio
     assert not [i for i in images if i["width"] <= 0], images
-    assert driver.find_elements("tag name", "script") == []
+    scripts = driver.find_elements("tag name", "script")
+    assert len(scripts) == 1 and "alert" not in scripts[0].get_attribute("textContent")
     with pytest.raises(NoAlertPresentException):
         driver.switch_to.alert.text
-    shown = driver.find_element("tag name", "table").text
+    shown = driver.find_element("tag name", "body").text
     assert EVIL in shown and EVIL_PROFILE in shown  # shown as text, not markup
     errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     assert not errors, errors
@@ -301,8 +405,9 @@ def test_browser_over_http(page, browser, server):
     _check_loaded(browser, page)
     failed = [(path, code) for path, code in log if not 200 <= code < 400]
     assert not failed, f"failed requests: {failed}"
-    served = {path.lstrip("/") for path, _ in log}
-    expected = {p.relative_to(page.parent).as_posix() for p in page.parent.rglob("*") if p.is_file()}
+    served = {path.split("#")[0].lstrip("/") for path, _ in log}
+    expected = {p.relative_to(page.parent).as_posix() for p in page.parent.rglob("*")
+                if p.is_file() and p.name != listen.STAMP}
     assert served == expected, "every file of the folder is requested, and nothing else"
     for entry in browser.execute_script(_RESOURCES_JS):
         assert entry["name"].startswith(url), entry  # no resource from elsewhere
@@ -312,3 +417,116 @@ def test_browser_over_http(page, browser, server):
 def test_browser_from_file(page, browser):
     browser.get(page.as_uri())  # as a copied folder opened locally: relative paths must resolve
     _check_loaded(browser, page)
+
+
+# Which columns are shown, per model label: visible players and header cells of its column.
+_SHOWN_JS = """const seen = (c) => c.getClientRects().length > 0;
+  return Array.from(document.querySelectorAll('#pick input'), b => ({label: b.value, checked: b.checked,
+    cells: Array.from(document.querySelectorAll('#clips td.' + b.id.slice(1)), seen),
+    head: seen(document.querySelector('#clips th.' + b.id.slice(1))),
+    header_row: seen(document.querySelector('#clips thead tr'))}));"""
+
+
+def _shown(driver) -> dict[str, bool]:
+    """label -> shown, checking that a model's box, its cells in both rows and its header cell
+    (where the header row is shown: not on a phone) agree."""
+    state = {}
+    for box in driver.execute_script(_SHOWN_JS):
+        assert box["cells"] == [box["checked"]] * 2, box
+        assert box["head"] == (box["checked"] and box["header_row"]), box
+        state[box["label"]] = box["checked"]
+    return state
+
+
+def _fragment(labels) -> str:
+    return "#show=" + ",".join(quote(label, safe="/") for label in labels)
+
+
+def test_browser_model_choice_in_the_url(page, browser, server, tmp_path):
+    """Unticking a model hides its column and writes the choice into the URL; that URL, loaded
+    anew or reloaded, shows the same choice; the page reads at desktop and phone widths."""
+    url, _ = server
+    browser.set_window_size(1280, 900)
+    browser.get(url + "index.html")
+    _check_loaded(browser, page)
+    assert _shown(browser) == dict.fromkeys(LABELS, True) and "#" not in browser.current_url
+    assert len(LABELS) >= 10
+
+    browser.find_element("id", "sm02").click()  # lstm_mask/smoke
+    browser.find_element("id", "sm01").click()  # the evil name: its label must survive the URL
+    kept = [label for label in LABELS if label not in LABELS[:2]]
+    assert _shown(browser) == {label: label in kept for label in LABELS}
+    assert browser.current_url == url + "index.html" + _fragment(kept)
+    browser.refresh()
+    _check_loaded(browser, page)
+    assert _shown(browser) == {label: label in kept for label in LABELS}
+
+    # A link with a choice, opened anew (not a jump within the page), and a bare model name.
+    chosen = [LABELS[0], "oracle_irm"]
+    browser.get("about:blank")
+    browser.get(url + "index.html" + _fragment(chosen) + ",conv_tasnet")
+    _check_loaded(browser, page)
+    assert _shown(browser) == {label: label in chosen + ["conv_tasnet/smoke"] for label in LABELS}
+    browser.find_element("id", "none").click()
+    assert not any(_shown(browser).values()) and browser.current_url.endswith("#show=")
+    browser.find_element("id", "all").click()
+    assert all(_shown(browser).values()) and browser.current_url == url + "index.html"
+
+    # Desktop: the header row and the first column stay in view while the table scrolls.
+    browser.execute_script("document.querySelector('.w').scrollTo(600, 300)")
+    stuck = browser.execute_script("""const box = document.querySelector('.w').getBoundingClientRect();
+      const corner = document.querySelector('#clips thead .c0').getBoundingClientRect();
+      const first = document.querySelector('#clips tbody tr:last-child .c0').getBoundingClientRect();
+      return [corner.left - box.left, corner.top - box.top, first.left - box.left];""")
+    assert all(abs(x) < 2 for x in stuck), stuck
+    # The screenshot (docs/listen.png is one): the model choice and the players of every model.
+    browser.execute_script("document.querySelector('.w').scrollTo(0, 0); document.getElementById('pick').scrollIntoView()")
+    browser.save_screenshot(str(tmp_path / "listen-desktop.png"))
+
+    # A phone (390 px, as a phone reports it): nothing wider than the screen but inside its own
+    # scroll box (the ranking), the models stacked per clip with their names, no sideways scroll.
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                            {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True})
+    try:
+        browser.get(url + "index.html" + _fragment(LABELS[1:4]))
+        _check_loaded(browser, page)
+        widths = browser.execute_script("""return [window.innerWidth, document.documentElement.scrollWidth,
+          document.body.scrollWidth, document.querySelector('#clips').getBoundingClientRect().width,
+          getComputedStyle(document.querySelector('#clips thead')).display];""")
+        assert widths[0] == 390 and widths[1] <= 390 and widths[2] <= 390 and widths[3] <= 390, widths
+        assert widths[4] == "none", widths
+        label = browser.execute_script("return getComputedStyle(document.querySelector('#clips td.m02'), '::before')"
+                                       ".content")
+        assert "lstm_mask/smoke" in label
+        assert _shown(browser) == {label: label in LABELS[1:4] for label in LABELS}
+        browser.save_screenshot(str(tmp_path / "listen-phone.png"))
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    for name in ("listen-desktop.png", "listen-phone.png"):
+        assert (tmp_path / name).stat().st_size > 10_000, name
+
+
+def test_browser_model_choice_from_file(page, browser):
+    """Opened from disk (file://), the choice goes into the URL and comes back on reload too."""
+    browser.get(page.as_uri() + _fragment(["oracle_irm"]))
+    _check_loaded(browser, page)
+    assert _shown(browser) == {label: label == "oracle_irm" for label in LABELS}
+    browser.find_element("id", "sm02").click()
+    assert browser.current_url == page.as_uri() + _fragment(["lstm_mask/smoke", "oracle_irm"])
+    browser.refresh()
+    _check_loaded(browser, page)
+    assert _shown(browser) == {label: label in ("lstm_mask/smoke", "oracle_irm") for label in LABELS}
+
+
+def test_only_each_models_lowest_seed_is_played_and_scored():
+    import pandas as pd
+
+    from benchmark.report.listen import _first_seed
+
+    df = pd.DataFrame({"model": ["a", "a", "a", "a", "mixture"], "profile": ["cpu"] * 4 + ["-"],
+                       "kind": ["trained"] * 4 + ["reference"], "seed": ["1", "1", "0", "0", ""],
+                       "clip_id": ["0001", "0002", "0001", "0002", "0001"],
+                       "checkpoint": ["runs/a/cpu-seed1/best.pt"] * 2 + ["runs/a/cpu/best.pt"] * 2 + [""]})
+    kept = _first_seed(df)
+    assert list(kept["seed"]) == ["0", "0", ""] and set(kept["checkpoint"]) == {"runs/a/cpu/best.pt", ""}
+    assert _first_seed(df.drop(columns="seed")).equals(df.drop(columns="seed"))
