@@ -27,7 +27,9 @@ def mtimes(folder):
 
 @pytest.mark.slow
 def test_end_to_end_then_nothing_redone(tiny_data, tmp_path):
+    started = time.monotonic()
     first = run_all(tiny_data, tmp_path)
+    first_seconds = time.monotonic() - started
     assert first.returncode == 0, first.stderr[-3000:]
     lb = tmp_path / "lb"
     for name in ("results.csv", "summary.csv", "LEADERBOARD.md", "si_sdri_by_snr.png", "listen/index.html"):
@@ -37,9 +39,17 @@ def test_end_to_end_then_nothing_redone(tiny_data, tmp_path):
     assert "conv_tasnet" in first.stdout  # the table is printed at the end
     runs_before, cache_before = mtimes(tmp_path / "runs"), mtimes(lb / "cache")
 
+    page_before = mtimes(lb / "listen")
+    started = time.monotonic()
     second = run_all(tiny_data, tmp_path)
+    second_seconds = time.monotonic() - started
     assert second.returncode == 0, second.stderr[-3000:]
     assert "already trained" in second.stderr
+    # Nothing to redo: no data check, no training process, no separation for the page.
+    assert "unchanged since it was validated" in second.stderr
+    assert "listening page up to date" in second.stdout + second.stderr
+    assert mtimes(lb / "listen") == page_before, "the listening page was rebuilt"
+    assert second_seconds < first_seconds / 2, (first_seconds, second_seconds)
     assert mtimes(tmp_path / "runs") == runs_before, "a finished training was redone"
     assert mtimes(lb / "cache") == cache_before, "a cached evaluation was redone"
 
