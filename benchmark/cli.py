@@ -17,6 +17,7 @@ COMMANDS = {
     "train": "benchmark.train_cmd",
     "evaluate": "benchmark.evaluate",
     "separate": "benchmark.separate_cmd",
+    "export": "benchmark.export_cmd",
     "listen": "benchmark.listen_cmd",
 }
 

@@ -5,7 +5,9 @@ Per input, in bounded memory whatever its length:
    each chunk reading the few kernel widths of input its samples depend on, so the model sees
    exactly what resampling the whole file would give (StreamResampler);
 2. chunks with context are separated (benchmark.separate.core.iter_separate, the benchmark's own code
-   path; channels go through the model as a batch, each separated on its own);
+   path; channels go through the model as a batch, each separated on its own); a model exported by
+   `sepbench export` (ONNX, TorchScript) runs behind the torch model's call interface on this same
+   path (benchmark.separate.export.load_separator);
 3. the estimates are resampled back to the input's rate as they stream out (resample_stream)
    and appended to raw float32 temp files beside the outputs, while the peak is tracked;
 4. peak-safe policy: if any sample of either stem exceeds PEAK_LIMIT, voice and noise of that file
@@ -33,8 +35,8 @@ from tqdm import tqdm
 
 from benchmark.scoring import aggregate
 from benchmark.separate.core import StreamResampler, iter_separate, pick_device, resample_stream
+from benchmark.separate.export import load_separator
 from recipes.audio import AUDIO_SUFFIXES, audio_info
-from recipes.checkpoint import load_model
 from recipes.errors import SepbenchError
 from recipes.files import atomic_path, remove_stale_temps, temp_prefix
 from recipes.safe_names import RULE, is_safe_name
@@ -52,7 +54,8 @@ _BLOCK = 1 << 16            # frames per block when converting the float temp fi
 def add_arguments(parser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--run", type=Path, metavar="DIR", help="run folder runs/<recipe>/<profile> (uses its best.pt)")
-    src.add_argument("--checkpoint", type=Path, metavar="FILE", help="a sepbench model checkpoint file")
+    src.add_argument("--checkpoint", type=Path, metavar="FILE", help="a sepbench model checkpoint file, or a model "
+                     "from `sepbench export` (FILE.onnx, or a TorchScript FILE.pt)")
     src.add_argument("--best", action="store_true", help=f"top trained model of the leaderboard by {aggregate.RANK_METRIC}")
     parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="WAV/FLAC files or folders (recursive)")
     parser.add_argument("--out", type=Path, default=Path("separated"), metavar="DIR",
@@ -172,8 +175,7 @@ def separate_files(checkpoint_path, inputs, out="separated", *, device: str = "c
     if not context_seconds >= 0:
         raise SepbenchError(f"--context-seconds {context_seconds:g}: must be 0 or more")
     device = pick_device(device)
-    model, payload = load_model(checkpoint_path)
-    model.to(device)
+    model, payload = load_separator(checkpoint_path, device)  # exported models run the same path
     rate = payload["sample_rate"]
     chunk = round(chunk_seconds * rate) if chunk_seconds > 0 else None
     context = round(context_seconds * rate)

@@ -14,7 +14,7 @@ from pathlib import Path
 import recipes
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ("bench_training", "bench_loading", "bench_eval", "bench_inference", "bench_batch")
+SCRIPTS = ("bench_training", "bench_loading", "bench_eval", "bench_inference", "bench_batch", "bench_export")
 DRIVER = """
 import sys
 sys.path.insert(0, sys.argv[1])
@@ -73,3 +73,10 @@ def test_benchmark_scripts_run_quick(tmp_path):
         assert f["one_s_per_clip"] > 0 and f["batch_s_per_clip"] > 0, (name, f)
         assert math.isclose(f["speedup"], f["one_s_per_clip"] / f["batch_s_per_clip"])
         assert f["max_abs_diff"] < 1e-4, (name, f)  # batching must not change an output
+
+    exported = figs["bench_export"]["recipes"]
+    assert set(exported) == set(recipes.default_names())
+    for name, f in exported.items():
+        assert f["rtf"]["torch"] > 0 and f["rtf"]["torchscript"] > 0, (name, f)  # every recipe traces
+        assert set(f["rtf"]) | set(f["errors"]) == {"torch", "onnxruntime", "torchscript"}, (name, f)
+        assert all(d <= 1e-4 for d in f["max_rel_diff"].values()), (name, f)  # export.TOLERANCE

@@ -28,12 +28,16 @@ def pick_device(device: str) -> str:
 
 
 def frame_stride(model: torch.nn.Module) -> int:
-    """Hop of the model's analysis filterbank in samples (asteroid Encoder), 1 if it has none."""
-    stride = getattr(getattr(model, "encoder", None), "stride", None)
+    """Hop of the model's analysis filterbank in samples (asteroid Encoder), 1 if it has none.
+    An exported model (benchmark.separate.export) has no encoder left; it states the value."""
+    stride = getattr(model, "frame_stride", None) or getattr(getattr(model, "encoder", None), "stride", None)
     return int(stride) if isinstance(stride, int) and stride > 0 else 1
 
 
 def _min_length(model: torch.nn.Module) -> int:
+    stated = getattr(model, "min_length", None)  # an exported model's, as frame_stride
+    if isinstance(stated, int) and stated > 0:
+        return stated
     encoder = getattr(model, "encoder", None)
     # asteroid's Encoder keeps the kernel size on its filterbank, not on itself: looking only
     # at the encoder let a 1-sample input reach conv1d, which refused it.
