@@ -159,3 +159,11 @@ def test_every_model_gets_its_own_colour_and_none_is_grey(n):
     colors = render.model_colors(n)
     assert len(set(colors)) == n
     assert not any(c[0] == c[1] == c[2] for c in colors)  # grey is for references only
+
+
+def test_a_model_has_one_colour_in_every_plot():
+    """The SNR plot and the learning curves draw different subsets in different orders; the map
+    depends only on the set of names, so a model keeps its colour across both."""
+    names = ["spec_unet/cpu", "lstm_mask/cpu", "conv_tasnet/cpu"]
+    a, b = render.model_color_map(names), render.model_color_map(reversed(names + ["lstm_mask/cpu"]))
+    assert a == b and len(set(map(tuple, a.values()))) == 3
