@@ -39,6 +39,7 @@ from benchmark.separate.export import load_separator
 from recipes.audio import AUDIO_SUFFIXES, audio_info
 from recipes.errors import SepbenchError
 from recipes.files import atomic_path, remove_stale_temps, temp_prefix
+from recipes.runs import DEFAULT_SEED, run_folder
 from recipes.safe_names import RULE, is_safe_name
 
 HELP = "separate your own WAV/FLAC files (or folders) into <name>_voice and <name>_noise"
@@ -86,7 +87,8 @@ def run(args) -> int:
 
 
 def best_checkpoint(leaderboard: Path, runs: Path) -> Path:
-    """runs/<model>/<profile>/best.pt of the trained model with the highest overall mean voice SI-SDRi."""
+    """runs/<model>/<profile>[-seed<K>]/best.pt of the trained model with the highest overall mean voice
+    SI-SDRi (summary.csv), and of its seeds the one that scored best (results.csv)."""
     path = Path(leaderboard) / "summary.csv"
     if not path.is_file():
         raise SepbenchError(f"{path}: not found; run `sepbench evaluate` first, or use --run/--checkpoint")
@@ -103,7 +105,22 @@ def best_checkpoint(leaderboard: Path, runs: Path) -> Path:
     for key, name in zip(("model", "profile"), best):  # they become path parts: '../..' must not
         if not is_safe_name(name):
             raise SepbenchError(f"{path}: the best {key} name {name!r} is not a run folder name ({RULE})")
-    return Path(runs).joinpath(*best, "best.pt")
+    return Path(runs) / best[0] / run_folder(best[1], _best_seed(Path(leaderboard) / "results.csv", best)) / "best.pt"
+
+
+def _best_seed(results_csv: Path, best: tuple[str, str]) -> int:
+    """The seed of `best` with the highest mean RANK_METRIC in results.csv (run_all --seeds N);
+    the default seed when the file is absent, unreadable or holds no seed column."""
+    try:
+        results = aggregate.read_results(results_csv)
+    except (OSError, ValueError):
+        return DEFAULT_SEED
+    if "seed" not in results.columns or aggregate.RANK_METRIC not in results.columns:
+        return DEFAULT_SEED
+    rows = results[(results["model"] == best[0]) & (results["profile"] == best[1]) & (results["kind"] == "trained")
+                   & results["seed"].str.fullmatch(r"[0-9]+")]
+    means = rows.groupby(rows["seed"].astype(int))[aggregate.RANK_METRIC].mean().dropna()
+    return int(means.idxmax()) if len(means) else DEFAULT_SEED
 
 
 def find_inputs(inputs, out: Path) -> list[tuple[Path, Path | None, str | None]]:

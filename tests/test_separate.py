@@ -265,6 +265,11 @@ def test_best_picks_top_trained_model_by_overall_voice_sisdri(tmp_path):
     assert separate_cmd.best_checkpoint(board, tmp_path / "runs") == tmp_path / "runs" / "b" / "cpu" / "best.pt"
     with pytest.raises(SepbenchError, match="not found"):
         separate_cmd.best_checkpoint(tmp_path / "nowhere", tmp_path / "runs")
+    # With several seeds of the best model, the seed that scored best on the clips.
+    (board / "results.csv").write_text("model,profile,kind,seed,clip_id,voice_sisdri\n"
+                                       "b,cpu,trained,0,0001,7.0\nb,cpu,trained,2,0001,8.0\n"
+                                       "a,cpu,trained,5,0001,99.0\nmixture,-,reference,,0001,0.0\n")
+    assert separate_cmd.best_checkpoint(board, tmp_path / "runs") == tmp_path / "runs" / "b" / "cpu-seed2" / "best.pt"
     (board / "summary.csv").write_text("clip,score\nx,1\n")
     with pytest.raises(SepbenchError, match="missing columns"):
         separate_cmd.best_checkpoint(board, tmp_path / "runs")
