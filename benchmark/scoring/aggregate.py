@@ -39,11 +39,14 @@ def bucket_sort_key(bucket: str) -> tuple[int, float]:
     if bucket == ALL:
         return (1, 0.0)
     text = str(bucket)
+    if text.startswith("<"):
+        return (0, -math.inf)
+    lower = text[2:] if text.startswith(">=") else text
+    if ".." in lower[1:]:  # "a..b" (a may be negative: "-5..0")
+        lower = lower[:lower.index("..", 1)]
     try:
-        if text.startswith("<"):
-            return (0, -math.inf)
-        return (0, float(text[2:] if text.startswith(">=") else text.split("..")[0] if ".." in text[1:] else text))
-    except ValueError:
+        return (0, float(lower))
+    except ValueError:  # "unmeasured": after every bin
         return (0, math.inf)
 
 

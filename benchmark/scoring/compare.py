@@ -65,7 +65,8 @@ def holm(pvalues) -> list[float]:
 
 def pairs(results: pd.DataFrame, metric: str = RANK_METRIC, by: str = "label", edges=None) -> pd.DataFrame:
     """One row per SNR bucket (aggregate.buckets' bins, then "all") x pair of trained models, the
-    pair ordered by mean within the bucket (model_a the better one, so mean_diff >= 0)."""
+    pair ordered by mean within the bucket (model_a the higher one; mean_diff is over the clips both
+    scored, so it can only be negative when failures leave different clips)."""
     table = clip_table(results.assign(snr_bucket=buckets(results, by, edges)), metric)
     out = []
     if table.empty:
