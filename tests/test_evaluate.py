@@ -121,6 +121,30 @@ def test_second_call_is_a_cache_noop(first, tmp_path, tiny_data, monkeypatch):
         assert Path(again[key]).read_bytes() == Path(result[key]).read_bytes(), key
 
 
+def test_outputs_are_made_again_only_when_an_input_or_an_output_changed(first, tmp_path, tiny_data, monkeypatch):
+    """Unchanged inputs: no output is rewritten and nothing is summarised or drawn again. An output
+    edited by hand, or another grouping, or another run card, makes them again."""
+    runs, out = copy_of(first, tmp_path)
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file() and p.name != ".lock"}
+    lines = []
+    with monkeypatch.context() as m:
+        m.setattr(ev.render, "plot_png", lambda *a, **k: pytest.fail("the plot was drawn again"))
+        ev.evaluate(tiny_data / "test", runs, out, jobs=1, device="cpu", log=lines.append)
+    assert any("is up to date" in line for line in lines) and any("conv_tasnet" in line for line in lines)
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file() and p.name != ".lock"} == before
+    board = out / "LEADERBOARD.md"
+    original = board.read_text(encoding="utf-8")
+    board.write_text("edited by hand\n", encoding="utf-8")
+    ev.evaluate(tiny_data / "test", runs, out, jobs=1, device="cpu", log=lambda *_: None)
+    assert board.read_text(encoding="utf-8") == original
+    ev.evaluate(tiny_data / "test", runs, out, jobs=1, device="cpu", log=lambda *_: None, bucket="measured")
+    assert "measured on the stems" in board.read_text(encoding="utf-8")
+    card = runs / "lstm_mask" / "tiny" / "card.json"
+    card.write_text(card.read_text().replace('"train_seconds": 12.0', '"train_seconds": 7200.0'))
+    ev.evaluate(tiny_data / "test", runs, out, jobs=1, device="cpu", log=lambda *_: None)
+    assert "2.0 h" in board.read_text(encoding="utf-8")
+
+
 def test_force_reevaluates_with_the_same_scores(first, tmp_path, tiny_data):
     runs, out = copy_of(first, tmp_path)
     again = ev.evaluate(tiny_data / "test", runs, out, jobs=1, force=True, device="cpu", with_references=False,
@@ -223,6 +247,7 @@ def test_an_interrupted_run_leaves_the_previous_leaderboard(first, tmp_path, tin
     from benchmark.report import render
 
     runs, out = copy_of(first, tmp_path)
+    (out / "cache" / "outputs.json").unlink()  # outputs made again: they are what gets interrupted
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
 
     def interrupt(*args, **kwargs):
@@ -390,7 +415,7 @@ def test_names_come_from_folder_names_and_never_leave_the_output_folder(first, t
     assert not outside.exists()
     df = aggregate.read_results(out / "results.csv")
     assert set(zip(df["model"], df["profile"])) == {("conv_tasnet", "tiny"), ("lstm_mask", "tiny")}
-    assert all(re.fullmatch(r"(trained|inputs|reference|oracle)-[0-9a-f]{32}\.csv", p.name)
+    assert all(re.fullmatch(r"(trained|inputs|reference|oracle)-[0-9a-f]{32}\.csv|outputs\.json", p.name)
                for p in (out / "cache").iterdir())
 
 
