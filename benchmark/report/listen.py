@@ -41,9 +41,10 @@ from recipes.files import atomic_folder, file_hash
 
 from ..data.loudness import match_loudness
 from ..scoring import references
-from ..scoring.aggregate import ALL, KIND_ORDER, RANK_METRIC, bucket_label, read_results, read_summary, summarize
+from ..scoring.aggregate import ALL, RANK_METRIC, bucket_label, read_results, read_summary, summarize
 from ..scoring.metrics import METRICS
 from ..separate.core import separate_clip
+from . import render
 from .render import PLOT_NAME
 
 ORACLE = "oracle_irm"
@@ -53,7 +54,6 @@ IMG_W, IMG_H, DPI = 210, 80, 100  # 210 px: the narrowest audio player whose but
 STAMP = ".inputs.sha256"  # hidden: static hosts tend not to publish dotfiles, and it names no path
 PLOT_FILE = "img/si_sdri_by_snr.png"
 # The ranking's columns, as in LEADERBOARD.md's main table (those summary.csv holds).
-BOARD_METRICS = ["voice_sisdri", "voice_sdri", "PESQ", "voice_stoi", "voice_estoi", "noise_sisdri"]
 _TEMPLATE_DIR = Path(__file__).parent / "templates"
 _TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(_TEMPLATE_DIR), autoescape=True,
                                 keep_trailing_newline=True)
@@ -228,40 +228,21 @@ def _row(i, clip, columns, separators, results, folder: Path) -> dict:
 
 
 class _Board:
-    """summary.csv's overall rows: `cell` is "mean ± half-width of the 95% CI" as LEADERBOARD.md
-    writes it; oracles and references are found whatever their profile, as in results.csv."""
+    """The leaderboard's ranking for the top of the page: render's SummaryTable (so a cell reads
+    as in LEADERBOARD.md), with the metric columns that summary.csv holds."""
 
     def __init__(self, summary):
-        overall = summary[summary["snr_bucket"] == ALL]
-        self.rows = {(r.model, r.profile, r.kind, r.metric): r for r in overall.itertuples(index=False)}
-        self.loose = {(r.model, r.kind, r.metric): r for r in overall.itertuples(index=False) if r.kind != "trained"}
-        self.models = sorted({k[:3] for k in self.rows}, key=self._rank_key)
-        metrics = {k[3] for k in self.rows}
-        pesq = [m for m in ("voice_pesq_nb", "voice_pesq_wb") if m in metrics]
-        self.metrics = [m for m in ((pesq[0] if pesq else "") if n == "PESQ" else n for n in BOARD_METRICS)
-                        if m in metrics]
-
-    def get(self, key, metric):
-        return self.rows.get((*key, metric)) or (self.loose.get((key[0], key[2], metric)) if key[2] != "trained"
-                                                 else None)
-
-    def _rank_key(self, key):
-        row = self.get(key, RANK_METRIC)
-        mean = float(row.mean) if row is not None and not math.isnan(float(row.mean)) else -math.inf
-        return (KIND_ORDER.get(key[2], 9), -mean, key[0], key[1])
+        self.summary = render.SummaryTable(summary)
+        present = {k[4] for k in self.summary.rows if k[3] == ALL}
+        self.metrics = [m for m in map(self.summary.metric, render.TABLE_METRICS) if m in present]
 
     def cell(self, key, metric) -> str:
-        row, digits = self.get(key, metric), METRICS[metric].digits
-        if row is None or int(row.n) == 0 or math.isnan(float(row.mean)):
-            return "–"
-        mean, low, high = float(row.mean), float(row.ci95_low), float(row.ci95_high)
-        text = f"{mean:.{digits}f}"
-        return text if math.isnan(low) else f"{text} ± {(high - low) / 2:.{digits}f}"
+        return self.summary.cell(key, metric)
 
     def table(self) -> dict:
         """The ranking as plain text cells: trained models numbered, then oracles and references."""
         rows, rank = [], 0
-        for key in self.models:
+        for key in self.summary.models:
             rank += key[2] == "trained"
             rows.append({"rank": str(rank) if key[2] == "trained" else "", "model": key[0], "profile": key[1],
                          "kind": key[2], "cells": [self.cell(key, m) for m in self.metrics]})
@@ -298,10 +279,7 @@ def _page(rows, columns, notes, n_clips, board: _Board, plot: bool) -> str:
 
 
 def _sha(path: Path) -> str | None:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except FileNotFoundError:
-        return None
+    return file_hash(path) if path.is_file() else None
 
 
 def _stat(path: Path) -> list:
