@@ -124,6 +124,10 @@ def test_measured_buckets_follow_the_stems_not_the_label():
     assert list(aggregate.buckets(df, "label")) == ["0", "5", "10"]
     assert list(aggregate.buckets(df, "measured")) == ["<2.5", "<2.5", ">=7.5"]
     assert list(aggregate.buckets(df, "measured", edges=[0.2, 4])) == ["<0.2", "0.2..4", ">=4"]
+    # One label only: a single bin that is not the overall "all" row.
+    assert set(aggregate.buckets(df.assign(snr_label=0.0), "measured")) == {"any"}
+    summary = aggregate.summarize(df.assign(snr_label=0.0), "measured")
+    assert sorted(summary[summary["metric"] == "voice_sisdri"]["snr_bucket"]) == ["all", "any"]
     order = sorted(["all", ">=7.5", "2.5..7.5", "<2.5", "-2.5..0"], key=aggregate.bucket_sort_key)
     assert order == ["<2.5", "-2.5..0", "2.5..7.5", ">=7.5", "all"]
 

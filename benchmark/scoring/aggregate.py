@@ -59,7 +59,8 @@ def default_edges(labels) -> list[float]:
 
 def bucket_names(edges) -> list[str]:
     e = [f"{float(x):g}" for x in edges]
-    return [f"<{e[0]}", *[f"{a}..{b}" for a, b in zip(e, e[1:])], f">={e[-1]}"] if e else [ALL]
+    # No edge (a single label): one bin, not named ALL, which is the overall row of every model.
+    return [f"<{e[0]}", *[f"{a}..{b}" for a, b in zip(e, e[1:])], f">={e[-1]}"] if e else ["any"]
 
 
 def buckets(results: pd.DataFrame, by: str = "label", edges=None) -> pd.Series:
@@ -73,8 +74,8 @@ def buckets(results: pd.DataFrame, by: str = "label", edges=None) -> pd.Series:
     names = bucket_names(edges)
     if not edges:
         return pd.Series([names[0]] * len(results), index=results.index, dtype=object)
-    index = np.searchsorted(np.asarray(edges), results["snr_measured"].to_numpy(dtype=np.float64), side="right")
     measured = results["snr_measured"].to_numpy(dtype=np.float64)
+    index = np.searchsorted(np.asarray(edges), measured, side="right")
     return pd.Series([names[i] if not np.isnan(m) else "unmeasured" for i, m in zip(index, measured)],
                      index=results.index, dtype=object)
 
