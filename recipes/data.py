@@ -18,7 +18,7 @@ import torch
 
 from .audio import AUDIO_SUFFIXES, audio_info, to_mono
 from .errors import SepbenchError
-from .mixing import mixture_gains, remix
+from .mixing import SILENT_POWER, mixture_gains, remix
 
 SOURCES = ("voice", "noise")
 MIX_RE = re.compile(r"^mix_snr_(?P<snr>.*)\.(?:wav|flac)$", re.IGNORECASE)
@@ -210,7 +210,8 @@ class FolderDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, clips, segment: int | None = None, seed: int = 0,
-                 short_policy: str = "pad", downmix: bool = False, dynamic_mixing: bool = False):
+                 short_policy: str = "pad", downmix: bool = False, dynamic_mixing: bool = False,
+                 babble: float = 0.0, babble_voices: tuple[int, int] = (3, 6)):
         if short_policy not in ("pad", "skip"):
             raise SepbenchError(f"short_policy must be 'pad' or 'skip', got {short_policy!r}")
         info = [clip_lengths(c) for c in clips]
@@ -227,6 +228,13 @@ class FolderDataset(torch.utils.data.Dataset):
         if dynamic_mixing and (segment is None or len(self.clips) < 2):
             raise SepbenchError("dynamic mixing needs training crops (a segment length) and at least 2 clips")
         self.dynamic_mixing = dynamic_mixing
+        if babble and not dynamic_mixing:
+            raise SepbenchError("data.babble needs data.dynamic_mixing: true (babble replaces a remixed example's noise)")
+        low, high = babble_voices
+        if babble and not 1 <= low <= high <= len(self.clips) - 1:
+            raise SepbenchError(f"babble of {low}-{high} voices needs at least {high + 1} training clips, "
+                                f"got {len(self.clips)}")
+        self.babble, self.babble_voices = babble, (low, high)
         labels = [c.snr_label for c in self.clips]
         self.snr_range = (min(labels), max(labels))
         self._gains: dict[int, np.ndarray] = {}
@@ -269,8 +277,23 @@ class FolderDataset(torch.utils.data.Dataset):
         (v0, v1), (n0, n1) = self._crop(index, rng), self._crop(other, rng)
         voice = self._fit(self._read(self.clips[index].voice, v0, v1)) * self._stem_gains(index)[0]
         noise = self._fit(self._read(self.clips[other].noise, n0, n1)) * self._stem_gains(other)[1]
+        if self.babble and rng.uniform() < self.babble:
+            noise = self._babble(index, rng)
         mix, sources = remix(voice, noise, snr)
         return torch.from_numpy(mix), torch.from_numpy(sources)
+
+    def _babble(self, index: int, rng) -> np.ndarray:
+        """Other clips' voices summed, each at its own level within +-3 dB: a noise of talkers that
+        the stored noise recordings hold too few of for a model to learn to ignore a voice."""
+        count = int(rng.integers(self.babble_voices[0], self.babble_voices[1] + 1))
+        others = rng.choice(len(self.clips) - 1, size=count, replace=False)
+        talkers = np.zeros(self.segment, np.float64)
+        for other in others + (others >= index):
+            voice = self._fit(self._read(self.clips[other].voice, *self._crop(int(other), rng))).astype(np.float64)
+            power = float(np.mean(voice**2))
+            if power > SILENT_POWER:
+                talkers += voice / np.sqrt(power) * 10.0 ** (rng.uniform(-3, 3) / 20)
+        return talkers
 
     def __getitem__(self, index: int):
         if self.dynamic_mixing:

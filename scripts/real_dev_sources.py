@@ -108,6 +108,10 @@ def main(argv=None) -> int:
     s = sub.add_parser("summary", help="source files per kind (and per split of a prepared data set)")
     s.add_argument("out", type=Path)
     s.add_argument("--data", type=Path, help="a data set prepared from OUT: count its files per split")
+    t = sub.add_parser("tune", help="link the recordings of a prepared data set's train split into OUT/{speech,noise}")
+    t.add_argument("sources", type=Path)
+    t.add_argument("data", type=Path)
+    t.add_argument("out", type=Path)
     sub.add_parser("stamp", help="print what the sources depend on (packages, this script, the seed)").add_argument(
         "--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -115,9 +119,26 @@ def main(argv=None) -> int:
         build(args.out, args.seed)
     elif args.command == "summary":
         print(summary(args.out, args.data))
+    elif args.command == "tune":
+        print(f"linked {link_train_files(args.sources, args.data, args.out)} train recordings into {args.out}")
     else:
         print(stamp(args.seed))
     return 0
+
+
+def link_train_files(sources: Path, data: Path, out: Path) -> int:
+    """Symbolic links to the recordings that `data`'s train split was cut from, in the layout of
+    `sources`: prepared again, they give a tuning set whose test split shares no recording with
+    its train split and none with `data`'s test split."""
+    with open(data / "manifest.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["split"] == "train"]
+    files = {("speech", r["speech_file"]) for r in rows} | {("noise", r["noise_file"]) for r in rows}
+    for kind, name in sorted(files):
+        link = out / kind / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.is_symlink():
+            link.symlink_to((sources / kind / name).resolve())
+    return len(files)
 
 
 # ---------------------------------------------------------------------------------------- input

@@ -8,6 +8,7 @@ import soundfile as sf
 
 from recipes.callbacks import cosine_factor
 from recipes.data import FolderDataset, load_split
+from recipes.errors import SepbenchError
 from recipes.mixing import mixture_gains, remix
 from recipes.train import train
 
@@ -78,3 +79,42 @@ def test_training_with_dynamic_mixing_and_cosine_schedule(tiny_data, tmp_path):
     # Over 4 epochs of 4 steps the LR decays along the cosine; the last step is near the floor.
     assert lrs == sorted(lrs, reverse=True) and lrs[0] < 1e-3 and lrs[-1] < 0.2e-3
     assert result["card"]["status"] == "complete"
+
+
+def test_babble_replaces_the_noise_with_other_clips_voices(write_clip, tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(4):  # every clip's voice its own random signal, so a crop tells whose it is
+        voice = (0.1 * rng.standard_normal(8000)).astype(np.float32)
+        noise = (0.05 * np.sin(2 * np.pi * 300 * np.arange(8000) / 8000)).astype(np.float32)
+        write_clip(tmp_path / "train" / f"{i + 1:04d}", 0.5 * voice, noise, snr=[-4, 0, 2, 4][i],
+                   mix=voice + noise, subtype="FLOAT")
+    clips = load_split(tmp_path / "train")
+    voices = [sf.read(c.voice, dtype="float32")[0] for c in clips]
+    ds = FolderDataset(clips, segment=4000, seed=3, dynamic_mixing=True, babble=1.0, babble_voices=(1, 1))
+    for index in range(len(ds)):
+        mix, sources = ds[index]
+        assert np.allclose(mix.numpy(), sources.sum(0).numpy(), atol=1e-6)
+        noise = sources[1].numpy().astype(np.float64)
+        # One talker: the noise target is a crop of another clip's voice file, at some gain.
+        def is_scaled_crop(voice):
+            for s in range(0, len(voice) - 4000 + 1):
+                crop = voice[s:s + 4000].astype(np.float64)
+                gain = crop @ noise / (crop @ crop)
+                if np.allclose(gain * crop, noise, atol=1e-4 * np.abs(noise).max()):
+                    return True
+            return False
+        assert any(is_scaled_crop(voices[j]) for j in range(len(clips)) if j != index)
+        assert not is_scaled_crop(voices[index])
+    again = FolderDataset(clips, segment=4000, seed=3, dynamic_mixing=True, babble=1.0, babble_voices=(1, 1))
+    assert all(np.array_equal(ds[i][1], again[i][1]) for i in range(len(ds)))
+
+
+def test_babble_share_and_its_one_line_errors(write_clip, tone_and_noise, tmp_path):
+    clips = _clips_with_other_gains(write_clip, tone_and_noise, tmp_path)
+    plain = FolderDataset(clips, segment=4000, seed=3, dynamic_mixing=True)
+    none = FolderDataset(clips, segment=4000, seed=3, dynamic_mixing=True, babble=0.0)
+    assert all(np.array_equal(plain[i][0], none[i][0]) for i in range(len(plain)))  # off: the examples as before
+    with pytest.raises(SepbenchError, match="needs data.dynamic_mixing"):
+        FolderDataset(clips, segment=4000, babble=0.5)
+    with pytest.raises(SepbenchError, match="at least 7 training clips"):
+        FolderDataset(clips, segment=4000, dynamic_mixing=True, babble=0.5, babble_voices=(3, 6))
