@@ -113,7 +113,7 @@ RULES = {
     "seed": _count(0),
     "data.val_fraction": _number(0, 1), "data.segment_seconds": _POSITIVE,
     "data.short_policy": _choice("pad", "skip"), "data.downmix": _BOOL, "data.dynamic_mixing": _BOOL, "data.num_workers": _count(0),
-    "data.babble": _number(0, 1), "data.babble_voices": (lambda v: isinstance(v, list) and len(v) == 2 and all(
+    "data.babble": _number(0, 1), "data.eq": _number(0, 1, high_open=False), "data.speed": _number(0, 0.5), "data.babble_voices": (lambda v: isinstance(v, list) and len(v) == 2 and all(
         isinstance(x, int) and not isinstance(x, bool) for x in v) and 1 <= v[0] <= v[1], "a list [low, high] of counts, 1 <= low <= high"),
     "loss.name": _choice("neg_sisdr", "neg_snr", "spec_l1"), "loss.noise_weight": _number(0),
     "loss.stft_win_ms": _POSITIVE, "loss.stft_hop_ms": _POSITIVE,

@@ -18,7 +18,7 @@ import torch
 
 from .audio import AUDIO_SUFFIXES, audio_info, to_mono
 from .errors import SepbenchError
-from .mixing import SILENT_POWER, mixture_gains, remix
+from .mixing import SILENT_POWER, mixture_gains, random_eq, remix, resample_to, speed_crop_length
 
 SOURCES = ("voice", "noise")
 MIX_RE = re.compile(r"^mix_snr_(?P<snr>.*)\.(?:wav|flac)$", re.IGNORECASE)
@@ -211,7 +211,8 @@ class FolderDataset(torch.utils.data.Dataset):
 
     def __init__(self, clips, segment: int | None = None, seed: int = 0,
                  short_policy: str = "pad", downmix: bool = False, dynamic_mixing: bool = False,
-                 babble: float = 0.0, babble_voices: tuple[int, int] = (3, 6)):
+                 babble: float = 0.0, babble_voices: tuple[int, int] = (3, 6), eq: float = 0.0,
+                 speed: float = 0.0):
         if short_policy not in ("pad", "skip"):
             raise SepbenchError(f"short_policy must be 'pad' or 'skip', got {short_policy!r}")
         info = [clip_lengths(c) for c in clips]
@@ -235,6 +236,11 @@ class FolderDataset(torch.utils.data.Dataset):
             raise SepbenchError(f"babble of {low}-{high} voices needs at least {high + 1} training clips, "
                                 f"got {len(self.clips)}")
         self.babble, self.babble_voices = babble, (low, high)
+        if (eq or speed) and not dynamic_mixing:
+            raise SepbenchError("data.eq and data.speed need data.dynamic_mixing: true (they alter a remixed example's stems)")
+        if not 0 <= speed < 1:
+            raise SepbenchError(f"data.speed must be in [0, 1), got {speed}")
+        self.eq, self.speed = eq, speed
         labels = [c.snr_label for c in self.clips]
         self.snr_range = (min(labels), max(labels))
         self._gains: dict[int, np.ndarray] = {}
@@ -249,12 +255,12 @@ class FolderDataset(torch.utils.data.Dataset):
         data, _ = sf.read(str(path), start=start, stop=stop, dtype="float32", always_2d=True)
         return to_mono(data, path, self.downmix)
 
-    def _crop(self, index: int, rng) -> tuple[int, int]:
-        n = self.lengths[index]
-        if self.segment is None:
+    def _crop(self, index: int, rng, length: int | None = None) -> tuple[int, int]:
+        n, length = self.lengths[index], length or self.segment
+        if length is None:
             return 0, n
-        start = int(rng.integers(0, n - self.segment + 1)) if n > self.segment else 0
-        return start, min(n, start + self.segment)
+        start = int(rng.integers(0, n - length + 1)) if n > length else 0
+        return start, min(n, start + length)
 
     def _fit(self, x: np.ndarray) -> np.ndarray:
         return np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, self.segment - x.shape[-1])]) if self.segment else x
@@ -274,13 +280,25 @@ class FolderDataset(torch.utils.data.Dataset):
         other = int(rng.integers(len(self.clips) - 1))
         other += other >= index
         snr = float(rng.uniform(*self.snr_range))
-        (v0, v1), (n0, n1) = self._crop(index, rng), self._crop(other, rng)
-        voice = self._fit(self._read(self.clips[index].voice, v0, v1)) * self._stem_gains(index)[0]
-        noise = self._fit(self._read(self.clips[other].noise, n0, n1)) * self._stem_gains(other)[1]
+        voice, noise = self._stem(index, 0, rng), self._stem(other, 1, rng)
         if self.babble and rng.uniform() < self.babble:
             noise = self._babble(index, rng)
         mix, sources = remix(voice, noise, snr)
         return torch.from_numpy(mix), torch.from_numpy(sources)
+
+    def _stem(self, index: int, which: int, rng) -> np.ndarray:
+        """A random crop of stem `which` (0 voice, 1 noise) of clip `index` at its level in its own
+        mixture; played faster or slower (data.speed) and coloured (data.eq) when asked."""
+        path = (self.clips[index].voice, self.clips[index].noise)[which]
+        if self.speed:
+            length, up, down = speed_crop_length(self.segment, rng, self.speed)
+            x = self._read(path, *self._crop(index, rng, length))
+            x = resample_to(np.pad(x, (0, length - len(x))), up, down, self.segment)
+        else:
+            x = self._fit(self._read(path, *self._crop(index, rng)))
+        if self.eq and rng.uniform() < self.eq:
+            x = random_eq(x, rng)
+        return x * self._stem_gains(index)[which]
 
     def _babble(self, index: int, rng) -> np.ndarray:
         """Other clips' voices summed, each at its own level within +-3 dB: a noise of talkers that

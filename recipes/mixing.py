@@ -9,9 +9,12 @@ targets. The gains are those the evaluation's oracle rows fit.
 from __future__ import annotations
 
 import numpy as np
+import scipy.signal
 
 # Below this mean power (about -100 dBFS) a stem is silence: an SNR cannot be set against it.
 SILENT_POWER = 1e-10
+# Speed factors are drawn in steps of 1/SPEED_STEPS, so that a polyphase resampler does them exactly.
+SPEED_STEPS = 50
 
 
 def mixture_gains(sources: np.ndarray, mix: np.ndarray) -> np.ndarray:
@@ -32,3 +35,29 @@ def remix(voice: np.ndarray, noise: np.ndarray, snr_db: float) -> tuple[np.ndarr
         noise = noise * np.sqrt(pv / pn) * 10.0 ** (-snr_db / 20.0)
     sources = np.stack([voice, noise]).astype(np.float32)
     return sources[0] + sources[1], sources
+
+
+def random_eq(x: np.ndarray, rng: np.random.Generator, spread: float = 0.375) -> np.ndarray:
+    """`x` through a random second-order pole-zero filter (1 + b1/z + b2/z²) / (1 + a1/z + a2/z²),
+    every coefficient uniform in ±spread: the recording-chain colouring RNNoise (Valin 2018) trains
+    with, so a model does not learn the few microphones and rooms of its training recordings.
+    With |a| <= 0.375 both poles lie inside the unit circle: the filter is stable."""
+    b1, b2, a1, a2 = rng.uniform(-spread, spread, 4)
+    return scipy.signal.lfilter([1.0, b1, b2], [1.0, a1, a2], x).astype(x.dtype)
+
+
+def speed_crop_length(segment: int, rng: np.random.Generator, spread: float) -> tuple[int, int, int]:
+    """(samples to read, up, down) for a crop played `down / up` times as fast, the factor drawn
+    within 1 ± spread in steps of 1/SPEED_STEPS: read, then `resample_to(x, up, down, segment)`."""
+    up = SPEED_STEPS
+    down = int(rng.integers(round(SPEED_STEPS * (1 - spread)), round(SPEED_STEPS * (1 + spread)) + 1))
+    return -(-segment * down // up), up, down
+
+
+def resample_to(x: np.ndarray, up: int, down: int, segment: int) -> np.ndarray:
+    """`x` resampled by up/down (pitch and tempo together, as Kaldi's speed perturbation), cut to
+    `segment` samples."""
+    if up == down:
+        return x[:segment]
+    return scipy.signal.resample_poly(x, up, down)[:segment].astype(x.dtype)
+

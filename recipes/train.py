@@ -102,7 +102,8 @@ def _loaders(cfg: dict, splits: dict, seed: int):
     segment = int(round(seg_seconds * probe.sample_rate))
     common = dict(segment=segment, seed=seed, short_policy=cfg["data"]["short_policy"], downmix=cfg["data"]["downmix"])
     train_set = FolderDataset(splits["train"], dynamic_mixing=cfg["data"]["dynamic_mixing"],
-                              babble=cfg["data"]["babble"], babble_voices=tuple(cfg["data"]["babble_voices"]), **common)
+                              babble=cfg["data"]["babble"], babble_voices=tuple(cfg["data"]["babble_voices"]),
+                              eq=cfg["data"]["eq"], speed=cfg["data"]["speed"], **common)
     val_set = FolderDataset(splits["val"], **common)  # always the stored mixtures: comparable across runs
     if train_set.sample_rate != val_set.sample_rate:
         raise SepbenchError(f"train and validation sample rates differ ({train_set.sample_rate} vs {val_set.sample_rate})")

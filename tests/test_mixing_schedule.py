@@ -118,3 +118,57 @@ def test_babble_share_and_its_one_line_errors(write_clip, tone_and_noise, tmp_pa
         FolderDataset(clips, segment=4000, babble=0.5)
     with pytest.raises(SepbenchError, match="at least 7 training clips"):
         FolderDataset(clips, segment=4000, dynamic_mixing=True, babble=0.5, babble_voices=(3, 6))
+
+
+def _tone_clips(write_clip, root, freq=500.0, n=4, seconds=2.0):
+    sr = 8000
+    t = np.arange(int(seconds * sr)) / sr
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        voice = (0.1 * np.sin(2 * np.pi * freq * t + i)).astype(np.float32)
+        noise = (0.05 * rng.standard_normal(len(t))).astype(np.float32)
+        write_clip(root / "train" / f"{i + 1:04d}", voice, noise, snr=[-4, 0, 2, 4][i], mix=voice + noise, subtype="FLOAT")
+    return load_split(root / "train")
+
+
+def _peak_hz(x, sr=8000):
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x)), 8 * len(x)))
+    return np.argmax(spectrum) * sr / (8 * len(x))
+
+
+def test_speed_perturbation_moves_the_pitch_within_its_range(write_clip, tmp_path):
+    clips = _tone_clips(write_clip, tmp_path)
+    ds = FolderDataset(clips, segment=4000, seed=3, dynamic_mixing=True, speed=0.1)
+    peaks = []
+    for epoch in range(3):
+        ds.set_epoch(epoch)
+        for index in range(len(ds)):
+            mix, sources = ds[index]
+            assert sources.shape == (2, 4000)
+            assert np.allclose(mix.numpy(), sources.sum(0).numpy(), atol=1e-6)
+            peaks.append(_peak_hz(sources[0].numpy()))
+    # A 500 Hz voice played at 0.9x-1.1x sits at 450-550 Hz, and not always at the same speed.
+    assert all(448 <= p <= 552 for p in peaks), peaks
+    assert max(peaks) - min(peaks) > 20
+
+
+def test_random_eq_colours_stems_and_stays_stable(write_clip, tmp_path):
+    clips = _tone_clips(write_clip, tmp_path)
+    plain = FolderDataset(clips, segment=4000, seed=3, dynamic_mixing=True)
+    coloured = FolderDataset(clips, segment=4000, seed=3, dynamic_mixing=True, eq=1.0)
+    again = FolderDataset(clips, segment=4000, seed=3, dynamic_mixing=True, eq=1.0)
+    for index in range(len(plain)):
+        mix, sources = coloured[index]
+        assert np.isfinite(sources.numpy()).all()
+        assert np.allclose(mix.numpy(), sources.sum(0).numpy(), atol=1e-6)
+        assert np.array_equal(sources, again[index][1])  # deterministic from seed and epoch
+        # White noise through the filter is no longer white: its spectrum tilts or dips.
+        bands = np.abs(np.fft.rfft(sources[1].numpy())) ** 2
+        low, high = bands[: len(bands) // 2].mean(), bands[len(bands) // 2:].mean()
+        plain_bands = np.abs(np.fft.rfft(plain[index][1][1].numpy())) ** 2
+        plain_ratio = plain_bands[: len(bands) // 2].mean() / plain_bands[len(bands) // 2:].mean()
+        assert abs(10 * math.log10(low / high) - 10 * math.log10(plain_ratio)) > 0.1
+    default = FolderDataset(clips, segment=4000, seed=3, dynamic_mixing=True, eq=0.0, speed=0.0)
+    assert all(np.array_equal(plain[i][0], default[i][0]) for i in range(len(plain)))  # off: as before
+    with pytest.raises(SepbenchError, match="need data.dynamic_mixing"):
+        FolderDataset(clips, segment=4000, eq=0.5)
