@@ -60,4 +60,3 @@ def resample_to(x: np.ndarray, up: int, down: int, segment: int) -> np.ndarray:
     if up == down:
         return x[:segment]
     return scipy.signal.resample_poly(x, up, down)[:segment].astype(x.dtype)
-
