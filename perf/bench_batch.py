@@ -2,7 +2,7 @@
 equal-length clips, for every registered recipe's cpu profile (what `sepbench evaluate --batch`
 changes), with the largest difference between the two outputs.
 
-    .venv/bin/python benchmarks/bench_batch.py [--recipes NAME ...] [--batch 8] [--seconds 4]
+    .venv/bin/python perf/bench_batch.py [--recipes NAME ...] [--batch 8] [--seconds 4]
         [--repeats 3] [--quick] [--out FILE.json]
 
 UNTRAINED weights (speed does not depend on them), 8 kHz white noise, float32, this process's

@@ -1,7 +1,7 @@
 """Evaluation throughput: `sepbench evaluate` (all metrics) vs Asteroid's eval.py way, same clips
 and checkpoint, plus the largest difference between the values both compute.
 
-    .venv/bin/python benchmarks/bench_eval.py [--n-test 100] [--seconds 4] [--repeats 3]
+    .venv/bin/python perf/bench_eval.py [--n-test 100] [--seconds 4] [--repeats 3]
         [--run runs/conv_tasnet/cpu] [--quick] [--out FILE.json]
 
 Checkpoint: --run (a finished run folder), else conv_tasnet's cpu profile trained for

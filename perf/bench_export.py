@@ -1,7 +1,7 @@
 """Exported models on the CPU: real-time factor of PyTorch vs ONNX Runtime vs TorchScript for the
 same model, through the same separation code (`sepbench export`, then `sepbench separate`'s core).
 
-    .venv/bin/python benchmarks/bench_export.py [--recipes NAME ...] [--profile cpu] [--seconds 10]
+    .venv/bin/python perf/bench_export.py [--recipes NAME ...] [--profile cpu] [--seconds 10]
         [--threads 2] [--repeats 5] [--quick] [--out FILE.json]
 
 Per recipe (default: the ones ./run_all.sh trains, `sepbench recipes` marks them): the profile's

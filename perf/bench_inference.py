@@ -1,6 +1,6 @@
 """Inference speed (real-time factor) and peak memory of every registered recipe's cpu profile.
 
-    .venv/bin/python benchmarks/bench_inference.py [--recipes NAME ...] [--short 10] [--long 600]
+    .venv/bin/python perf/bench_inference.py [--recipes NAME ...] [--short 10] [--long 600]
         [--repeats 3] [--timeout 600] [--quick] [--out FILE.json]
 
 For each recipe in recipes.names() (recipes added later are picked up): the cpu-profile model

@@ -1,6 +1,6 @@
 """Data loading vs training: can FolderDataset + DataLoader keep up with the training step?
 
-    .venv/bin/python benchmarks/bench_loading.py [--recipes conv_tasnet lstm_mask] [--repeats 4]
+    .venv/bin/python perf/bench_loading.py [--recipes conv_tasnet lstm_mask] [--repeats 4]
         [--batches 10] [--steps 4] [--seconds 4] [--quick] [--out FILE.json]
 
 Loading: the training DataLoader exactly as the training entry builds it (recipes.train._loaders:

@@ -1,6 +1,6 @@
 """Quality per CPU-minute: trains recipes at a fixed wall-clock budget, then scores the test set.
 
-    .venv/bin/python benchmarks/bench_quality.py --data data/real_dev [--recipes lstm_mask,spec_unet]
+    .venv/bin/python perf/bench_quality.py --data data/real_dev [--recipes lstm_mask,spec_unet]
         [--minutes 10] [--profile cpu] [--work DIR] [--no-test] [--quick] [--out FILE.json] [key=value ...]
 
 Each recipe trains from scratch (`sepbench train --force`, its profile plus `trainer.max_minutes`

@@ -1,6 +1,6 @@
 """Harness overhead: seconds per training step of sepbench's shared training entry vs a plain loop.
 
-    .venv/bin/python benchmarks/bench_training.py [--recipes conv_tasnet lstm_mask] [--repeats 4]
+    .venv/bin/python perf/bench_training.py [--recipes conv_tasnet lstm_mask] [--repeats 4]
         [--steps 12] [--warmup 3] [--quick] [--out FILE.json]
 
 Side "sepbench": recipes.train.train() itself (Lightning Trainer + SeparationSystem, callbacks,

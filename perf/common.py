@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as `python benchmarks/x.py` from anywhere
+if str(ROOT) not in sys.path:  # run as `python perf/x.py` from anywhere
     sys.path.insert(0, str(ROOT))
 
 

@@ -1,6 +1,6 @@
 """Memory and speed of `sepbench separate` on long files (a script, not a test).
 
-    .venv/bin/python benchmarks/separate_long.py [--minutes 1 10] [--rate 16000] [--keep DIR]
+    .venv/bin/python perf/separate_long.py [--minutes 1 10] [--rate 16000] [--keep DIR]
 
 Generates mono PCM_16 files of each length at --rate, separates each in a FRESH process with the
 cpu-profile Conv-TasNet (runs/conv_tasnet/cpu/best.pt if it exists, else the same architecture

@@ -27,7 +27,7 @@ for name in sys.argv[3:]:
 
 def test_benchmark_scripts_run_quick(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", DRIVER, str(ROOT / "benchmarks"), str(tmp_path), *SCRIPTS],
+    proc = subprocess.run([sys.executable, "-c", DRIVER, str(ROOT / "perf"), str(tmp_path), *SCRIPTS],
                           capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
     out = proc.stdout
     assert proc.returncode == 0, proc.stderr[-3000:]
