@@ -18,7 +18,7 @@ from tabulate import tabulate
 
 from benchmark.scoring import compare
 from benchmark.scoring.aggregate import ALL, KIND_ORDER, RANK_METRIC, bucket_sort_key
-from benchmark.scoring.metrics import METRICS, pesq_mode
+from benchmark.scoring.metrics import METRICS, PESQ_MAX_SECONDS, pesq_mode
 from recipes.files import atomic_path
 
 PLOT_NAME = "si_sdri_by_snr.png"
@@ -191,7 +191,9 @@ def _note(info: dict, pesq_metric: str) -> str:
         "- ↑ higher is better, ↓ lower is better. SDRi is BSS-eval SDR (512-tap filter) improvement; "
         "STOI/ESTOI are intelligibility scores in [0, 1]; RTF is separation time / audio duration on the "
         "evaluating machine (one CPU thread per clip, or the GPU).",
-        f"- PESQ ({pesq_metric.split('_')[-1].upper()}) is {pesq}, computed on the voice only.",
+        f"- PESQ ({pesq_metric.split('_')[-1].upper()}) is {pesq}, computed on the voice only; a clip longer than "
+        f"{PESQ_MAX_SECONDS:.0f} s is scored in equal pieces of at most that length, averaged by length "
+        "(the reference implementation is undefined beyond about two minutes).",
         "- **Oracle** rows build masks from the true stems on a 32 ms / 8 ms STFT and apply them to the mixture: "
         "an upper reference for magnitude-masking models on that STFT (learned-basis models such as "
         "Conv-TasNet can exceed it). **mixture** is the unprocessed input: improvement 0 by construction.",

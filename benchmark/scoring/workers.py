@@ -8,7 +8,7 @@
   arrive; a bounded number wait, so memory stays flat on any test set.
 
 Batching is exact (every model treats batch items independently) but on the CPU it helps only
-some models (BiLSTMs ~2x, Conv-TasNet 0.7x: benchmarks/RESULTS.md), hence the defaults.
+some models (BiLSTMs ~2x, Conv-TasNet 0.7x: perf/RESULTS.md), hence the defaults.
 References (mixture, oracles) are always scored per clip: they have no model to batch.
 """
 from __future__ import annotations
@@ -20,6 +20,8 @@ import multiprocessing
 import os
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 import torch
@@ -114,6 +116,12 @@ def _score_estimate(task) -> dict:
     return _row(meta, sr, inputs, est, sources.numpy(), mix.numpy(), seconds, failure)
 
 
+def _crashed_estimate(task, reason: str) -> dict:
+    clip, sr, _, _, inputs, _ = task
+    mix, sources, meta = FolderDataset([clip])[0]
+    return _row(meta, sr, inputs, None, sources.numpy(), mix.numpy(), math.nan, reason)
+
+
 @contextlib.contextmanager
 def _thread_env(threads: int):
     """Spawned workers start with `threads` OpenMP/BLAS threads each (unless the user chose):
@@ -139,18 +147,99 @@ def _warm(barrier) -> None:
     so start-up is paid before the first model's clock starts."""
     # Warm-up on purpose: the one import metrics.py makes late (it pulls in torch).
     import fast_bss_eval  # noqa: F401
-    try:
-        barrier.wait(timeout=300)
-    except threading.BrokenBarrierError:  # a replacement worker after a crash: start anyway
-        pass
+    if barrier is not None:
+        with contextlib.suppress(threading.BrokenBarrierError):  # a late worker starts anyway
+            barrier.wait(timeout=300)
 
 
 def _ready(_) -> int:
     return os.getpid()
 
 
+CRASH_REASON = "the scoring process died (a crash in a metric's or model's native code)"
+
+
+class Runner:
+    """Runs tasks in-process (jobs=1) or on a lazily started spawn pool: spawn, because a forked
+    torch/OpenMP or CUDA state is unsafe in the child.
+
+    A worker that dies (a segfault in a C library, the OOM killer) breaks the pool; the tasks it
+    took down are run again one by one, each in a process of its own, so the one that kills its
+    process again is known and becomes `crashed(task, reason)` instead of a hang or a lost run."""
+
+    def __init__(self, jobs: int, log):
+        self.jobs, self.pool, self.log = jobs, None, log
+
+    def start(self):
+        if self.pool is None:
+            start = time.perf_counter()
+            self.pool = self._new_pool(self.jobs)
+            # returns once every worker passed _warm
+            list(self.pool.map(_ready, range(self.jobs), chunksize=1))
+            self.log(f"started {self.jobs} worker processes in {time.perf_counter() - start:.1f} s")
+        return self.pool
+
+    def _new_pool(self, n: int) -> ProcessPoolExecutor:
+        ctx = multiprocessing.get_context("spawn")
+        with _thread_env(max(1, (os.cpu_count() or 1) // n)):
+            return ProcessPoolExecutor(n, mp_context=ctx, initializer=_warm,
+                                       initargs=(ctx.Barrier(n) if n > 1 else None,))
+
+    def _drop_pool(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = None
+
+    def map(self, fn, tasks, split=None, crashed=None):
+        """fn over tasks, results in completion order; the workers start (and the tasks are
+        queued) before this returns. After a crash, `split(task)` gives the task's one-item tasks
+        to retry alone and `crashed(item, reason)` the result of one that kills its process again."""
+        if self.jobs <= 1 or len(tasks) <= 1:
+            return map(fn, tasks)
+        pool = self.start()
+        return self._results(fn, {pool.submit(fn, t): t for t in tasks}, split, crashed)
+
+    def _results(self, fn, pending: dict, split, crashed):
+        broken = []
+        for future in as_completed(pending):
+            try:
+                yield future.result()
+            except BrokenProcessPool:
+                broken.append(pending[future])
+        if broken:
+            self._drop_pool()
+            self.log(f"a worker process died: running {len(broken)} task(s) again one clip at a time")
+            for task in broken:
+                for item in (split(task) if split else [task]):
+                    yield self._alone(fn, item, crashed)
+
+    def submit(self, fn, task, crashed=None):
+        if self.jobs <= 1:
+            return _Done(fn(task))
+        pool = self.start()
+        return _Pending(self, pool, fn, task, pool.submit(fn, task), crashed)
+
+    def _alone(self, fn, task, crashed):
+        """Run one task in a fresh process of its own: if it dies, this task killed it."""
+        solo = self._new_pool(1)
+        try:
+            return solo.submit(fn, task).result()
+        except BrokenProcessPool:
+            if crashed is None:
+                raise
+            return crashed(task, CRASH_REASON)
+        finally:
+            solo.shutdown(wait=False, cancel_futures=True)
+
+    def close(self):
+        if self.pool is not None:
+            for proc in list(getattr(self.pool, "_processes", {}).values()):
+                proc.terminate()  # a clean shutdown would first finish the queued tasks
+            self._drop_pool()
+
+
 class _Done:
-    """apply_async's result, for work done in-process (jobs=1)."""
+    """A submitted task's result, for work done in-process (jobs=1)."""
 
     def __init__(self, value):
         self.value = value
@@ -159,42 +248,47 @@ class _Done:
         return self.value
 
 
-class Runner:
-    """Runs tasks in-process (jobs=1) or on a lazily started spawn pool: spawn, because a forked
-    torch/OpenMP or CUDA state is unsafe in the child."""
+class _Pending:
+    """A task on the pool; if the pool broke under it, it is run again alone (Runner._alone)."""
 
-    def __init__(self, jobs: int, log):
-        self.jobs, self.pool, self.log = jobs, None, log
+    def __init__(self, runner: Runner, pool, fn, task, future, crashed):
+        self.runner, self.pool, self.fn, self.task, self.future, self.crashed = runner, pool, fn, task, future, crashed
 
-    def start(self):
-        if self.pool is None:
-            start = time.perf_counter()
-            ctx = multiprocessing.get_context("spawn")
-            with _thread_env(max(1, (os.cpu_count() or 1) // self.jobs)):
-                self.pool = ctx.Pool(self.jobs, initializer=_warm, initargs=(ctx.Barrier(self.jobs),))
-            self.pool.map(_ready, range(self.jobs), chunksize=1)  # returns once all passed _warm
-            self.log(f"started {self.jobs} worker processes in {time.perf_counter() - start:.1f} s")
-        return self.pool
+    def get(self):
+        try:
+            return self.future.result()
+        except BrokenProcessPool:
+            if self.runner.pool is self.pool:  # the first of its tasks to notice: replace the pool
+                self.runner._drop_pool()
+                self.runner.log("a worker process died: scoring the estimates it held again one at a time")
+            return self.runner._alone(self.fn, self.task, self.crashed)
 
-    def map(self, fn, tasks):
-        if self.jobs <= 1 or len(tasks) <= 1:
-            return map(fn, tasks)
-        return self.start().imap_unordered(fn, tasks)
 
-    def submit(self, fn, task):
-        return _Done(fn(task)) if self.jobs <= 1 else self.start().apply_async(fn, (task,))
+def _one_clip_tasks(task) -> list:
+    spec, clips, inputs, device = task
+    return [(spec, [c], {c.id: inputs[c.id]} if inputs else None, device) for c in clips]
 
-    def close(self):
-        if self.pool is not None:
-            self.pool.terminate()
-            self.pool.join()
+
+def _crashed_task(task, reason: str) -> tuple[list[dict], float]:
+    """The row of a one-clip task whose process died: NaN scores and the reason, made here from
+    the audio alone (no metric's native code runs in this process)."""
+    spec, (clip,), inputs, _ = task
+    mix, sources, meta = FolderDataset([clip])[0]
+    mix, sources, sr = mix.numpy(), sources.numpy(), int(meta["sample_rate"])
+    if spec[0] == "inputs":
+        row = {c: math.nan for c in metrics.score_columns(sr) if c.startswith("input_")}
+        row.update(snr_measured=metrics.snr_measured(sources, mix), pesq_sample_rate=metrics.pesq_mode(sr)[1],
+                   failure_reason=f"input scores failed: {reason}")
+        return [{"clip_id": meta["id"], **row}], 0.0
+    return [_row(meta, sr, inputs[meta["id"]], None, sources, mix, math.nan, reason)], 0.0
 
 
 def run_per_clip(runner: Runner, spec, clips, inputs, device) -> tuple[list[dict], float]:
     size = max(1, math.ceil(len(clips) / (runner.jobs * 4)))  # a few tasks per worker balance the load
     tasks = [(spec, clips[i:i + size], {c.id: inputs[c.id] for c in clips[i:i + size]} if inputs else None, device)
              for i in range(0, len(clips), size)]
-    parts = runner.map(_run_task, tasks)  # starts the workers first, so their start-up is not on this clock
+    # starts the workers first, so their start-up is not on this clock
+    parts = runner.map(_run_task, tasks, split=_one_clip_tasks, crashed=_crashed_task)
     start, rows = time.perf_counter(), []
     for part, _ in parts:
         rows.extend(part)
@@ -234,7 +328,7 @@ def run_batched(runner: Runner, spec, clips, inputs, device, batch: int) -> tupl
         for k, i in enumerate(group):
             clip = clips[i]
             task = (clip, sr, None if failure else est[k], seconds, inputs[clip.id], failure)
-            pending.append(runner.submit(_score_estimate, task))
+            pending.append(runner.submit(_score_estimate, task, crashed=_crashed_estimate))
         while len(pending) > 4 * max(runner.jobs, batch):  # bounded: estimates wait in memory
             rows.append(pending.popleft().get())
     rows += [p.get() for p in pending]
