@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import shutil
 import sys
 import time
@@ -10,10 +11,27 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from .checkpoint import save_model
+from .files import atomic_path
 
 LOG_FIELDS = ("epoch", "step", "train_loss", "val_loss", "val_sisdr", "val_sisdri", "lr", "train_seconds")
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's own save stages the file in the system's temporary folder and then moves it,
+    which across file systems is a copy: a full disk left a truncated last.ckpt (348,160 of
+    880,193 bytes) that every re-run then refused to resume. Here the file is written and synced
+    beside its target and renamed over it, so last.ckpt is the old file or the new one, whole."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO takes no storage_options")
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            torch.save(checkpoint, f)
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def _metric(trainer: pl.Trainer, name: str) -> float:

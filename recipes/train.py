@@ -18,7 +18,15 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from . import config as config_mod
 from . import get
-from .callbacks import BestExport, CosineSchedule, EpochLog, ReplaceOld, TensorBoardExtras, TimeBudget
+from .callbacks import (
+    AtomicCheckpointIO,
+    BestExport,
+    CosineSchedule,
+    EpochLog,
+    ReplaceOld,
+    TensorBoardExtras,
+    TimeBudget,
+)
 from .checkpoint import finished_run, git_commit, versions
 from .data import FolderDataset, content_hash, data_splits
 from .errors import SepbenchError
@@ -233,7 +241,7 @@ def _train(recipe, data, profile, cfg, run_dir: Path, resume: bool, force: bool,
             logger=logger, enable_progress_bar=interactive,
             default_root_dir=run_dir,  # SLURM's SIGUSR1 hpc_ckpt lands in the run, not the submit dir
             use_distributed_sampler=False,  # GlobalBatchSampler shards by rank itself
-            enable_model_summary=False, deterministic=False)
+            enable_model_summary=False, deterministic=False, plugins=[AtomicCheckpointIO()])
     except Exception as exc:  # Lightning raises MisconfigurationException for e.g. a missing GPU
         raise SepbenchError(f"cannot set up training: {str(exc).splitlines()[0]}") from None
 

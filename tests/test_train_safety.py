@@ -129,3 +129,36 @@ def test_resume_says_where_it_continues_and_epochs_count_alike(tiny_data, tmp_pa
     assert "epoch 2/2" in err  # the screen counts from 1 ...
     best = int(err.split("best epoch ")[1].split(",")[0])
     assert best in (1, 2)  # ... and so does the summary (card.json keeps Lightning's 0-based index)
+
+
+def test_a_full_disk_while_saving_last_ckpt_leaves_the_previous_one_whole(tiny_data, tmp_path, monkeypatch):
+    """Lightning's own save staged last.ckpt in /tmp and copied it over: a full disk left a
+    truncated file that no re-run could resume. Epoch 2's save fails half-written here."""
+    import errno
+
+    import torch
+
+    out = tmp_path / "runs"
+    overrides = ["trainer.max_epochs=2", "trainer.early_stop_patience=5"]
+    real_save, saves = torch.save, []
+
+    def save(obj, f, *args, **kwargs):
+        name = str(getattr(f, "name", f))
+        if ".last.ckpt." in name:
+            saves.append(name)
+            if len(saves) == 2:
+                f.write(b"half a checkpoint")
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+    with pytest.raises(OSError, match="No space left"):
+        train("lstm_mask", tiny_data, "smoke", out=out, overrides=overrides, progress=False)
+    run_dir = out / "lstm_mask" / "smoke"
+    assert len(saves) == 2
+    state = torch.load(run_dir / "last.ckpt", weights_only=False)
+    assert state["epoch"] == 0  # epoch 1's checkpoint, whole
+    assert not [p.name for p in run_dir.iterdir() if ".tmp" in p.name]
+    monkeypatch.setattr(torch, "save", real_save)
+    result = train("lstm_mask", tiny_data, "smoke", out=out, overrides=overrides, progress=False)
+    assert result["run_dir"] == run_dir and (run_dir / "best.pt").is_file()
