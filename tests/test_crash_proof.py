@@ -8,10 +8,10 @@ import signal
 import numpy as np
 import pesq as pesq_lib
 import pytest
+from test_metrics import SR, clip
 
 from benchmark.scoring import metrics
 from benchmark.scoring.workers import CRASH_REASON, Runner
-from test_metrics import SR, clip
 
 
 def test_pesq_up_to_the_limit_is_the_reference_implementation():
