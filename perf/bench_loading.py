@@ -3,7 +3,7 @@
     .venv/bin/python perf/bench_loading.py [--recipes conv_tasnet lstm_mask] [--repeats 4]
         [--batches 10] [--steps 4] [--seconds 4] [--quick] [--out FILE.json]
 
-Loading: the training DataLoader exactly as the training entry builds it (recipes.train._loaders:
+Loading: the training DataLoader exactly as the training entry builds it (recipes.train.loaders:
 FolderDataset in training mode with random segments, GlobalBatchSampler, the profile's batch size
 and num_workers), timed batch by batch. "warm": files in the page cache (just written); "cold":
 their pages dropped with posix_fadvise(DONTNEED) before the pass, so every read goes to the disk.
@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     from recipes import config
     from recipes.data import data_splits
     from recipes.losses import build_loss
-    from recipes.train import _loaders
+    from recipes.train import loaders
 
     rows, figures = [], {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -91,7 +91,7 @@ def main(argv=None) -> int:
             cfg = config.resolve(recipe, args.profile)
             seed = int(cfg["seed"])
             splits = data_splits(data, cfg["data"]["val_fraction"], seed)
-            loader, _, sr = _loaders(cfg, splits, seed)
+            loader, _, sr = loaders(cfg, splits, seed)
             files = [f for c in splits["train"] for f in (c.mix, c.voice, c.noise)]
             torch.manual_seed(seed)
             model = recipes.get(recipe).build(**config.model_args(recipe, sr, cfg["model"])).train()

@@ -2,17 +2,31 @@
 
 A builder takes the sample rate plus its config's `model:` section and returns a module whose
 forward maps a mixture [B, T] to estimates [B, 2, T] in fixed order (0 = voice, 1 = noise).
+
+`register` also takes what the rest of sepbench must know about the model and may not guess from
+its internals (tests/test_recipes.py checks every declaration against what the model does):
+  frame_stride    samples between analysis frames: chunked separation starts chunks on this grid
+  min_length      the shortest input the model accepts; benchmark.separate pads shorter ones
+  cannot_export   {"onnx" | "torchscript": words the exporter's one-line refusal contains}
+  find_unused_parameters  DDP must look for parameters a training step leaves unused
+frame_stride and min_length are ints or functions of the built model (they may depend on its
+arguments); `Recipe.build` sets the resulting ints on the model as `model.frame_stride` and
+`model.min_length`, the two attributes an exported model carries too.
 """
 from __future__ import annotations
 
 import importlib
 import inspect
 import pkgutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Union
 
 from .errors import SepbenchError
+
+# An int, or a function of the built model returning one.
+Fact = Union[int, Callable[..., int]]
+EXPORT_FORMATS = ("onnx", "torchscript")
 
 
 @dataclass(frozen=True)
@@ -28,9 +42,22 @@ class Recipe:
     # Trained by a plain ./run_all.sh (--recipes all trains every recipe): the cpu profile gives each
     # recipe 10 minutes, so the default set keeps the whole run under about an hour on 2 cores.
     default: bool = False
+    # Declared by every recipe folder (`register` requires them). The defaults, a model without
+    # frames (any length, chunks start anywhere), serve entries made directly, as tests do.
+    frame_stride: Fact = 1
+    min_length: Fact = 1
+    cannot_export: dict = field(default_factory=dict)
+    find_unused_parameters: bool = False
 
     def build(self, sample_rate: int, **model_args):
-        return self.builder(sample_rate=sample_rate, **model_args)
+        model = self.builder(sample_rate=sample_rate, **model_args)
+        for fact in ("frame_stride", "min_length"):
+            declared = getattr(self, fact)
+            value = declared(model) if callable(declared) else declared
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"recipe {self.name!r}: {fact} must be a positive int, got {value!r}")
+            setattr(model, fact, value)
+        return model
 
     def system_class(self):
         """The LightningModule class that trains this recipe."""
@@ -43,12 +70,19 @@ class Recipe:
 _REGISTRY: dict[str, Recipe] = {}
 
 
-def register(name: str, description: str, system: str | None = None, default: bool = False):
+def register(name: str, description: str, *, frame_stride: Fact, min_length: Fact,
+             cannot_export: dict[str, str] | None = None, find_unused_parameters: bool = False,
+             system: str | None = None, default: bool = False):
+    cannot_export = dict(cannot_export or {})
+    if set(cannot_export) - set(EXPORT_FORMATS):
+        raise ValueError(f"recipe {name!r}: cannot_export keys must be among {EXPORT_FORMATS}")
+
     def decorator(builder: Callable) -> Callable:
         if name in _REGISTRY:
             raise ValueError(f"recipe {name!r} is registered twice")
         folder = Path(inspect.getfile(builder)).resolve().parent
-        _REGISTRY[name] = Recipe(name, description, builder, folder, system, default)
+        _REGISTRY[name] = Recipe(name, description, builder, folder, system, default, frame_stride, min_length,
+                                 cannot_export, find_unused_parameters)
         return builder
     return decorator
 

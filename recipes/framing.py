@@ -34,3 +34,26 @@ class FullFrames:
         left, right = frame_padding(n, fb.kernel_size, fb.stride, self.min_frames)
         out = super().forward(F.pad(wav, (left, right)))
         return out[..., left:left + n]
+
+
+# What asteroid-encoder recipes declare to the registry (recipes/__init__.py), read from the
+# filterbank because asteroid's wrappers (the gated encoder, SuDO-RM-RF's padder) do not all
+# repeat its sizes.
+def filterbank_stride(model) -> int:
+    """Hop of the learned or STFT filterbank: chunks started on it see the whole signal's frames."""
+    return model.encoder.filterbank.stride
+
+
+def filterbank_kernel(model) -> int:
+    """A filterbank cannot frame fewer samples than its kernel (conv1d refuses them)."""
+    return model.encoder.filterbank.kernel_size
+
+
+def full_frames_min_length(model: FullFrames) -> int:
+    """Shortest input of a FullFrames model whose padding is a single path: below it forward's
+    max() pads up to `min_frames` frames, with zeros, so padding the input with zeros to this
+    length first gives the same samples and the same output, and a traced export (which records
+    one branch of the max()) stays right. Never less than the kernel, the length separation has
+    always padded to."""
+    fb = model.encoder.filterbank
+    return max(fb.kernel_size, fb.kernel_size + (model.min_frames - 1) * fb.stride - 2 * (fb.kernel_size - fb.stride))

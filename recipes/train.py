@@ -104,7 +104,9 @@ def _write_card(path: Path, card: dict) -> None:
     atomic_write_text(path, json.dumps(card, indent=2, sort_keys=True) + "\n")
 
 
-def _loaders(cfg: dict, splits: dict, seed: int):
+def loaders(cfg: dict, splits: dict, seed: int):
+    """(train DataLoader, validation DataLoader, sample rate) as training builds them, from a
+    resolved config and data_splits(...); also what the perf scripts time."""
     seg_seconds = cfg["data"]["segment_seconds"]
     probe = FolderDataset(splits["train"][:1])
     segment = int(round(seg_seconds * probe.sample_rate))
@@ -124,20 +126,22 @@ def _loaders(cfg: dict, splits: dict, seed: int):
 
 def train(recipe: str, data: str | Path, profile: str = "cpu", out: str | Path = "runs",
           overrides: list[str] | tuple = (), resume: bool = False, force: bool = False,
-          progress: bool | None = None) -> dict:
+          progress: bool | None = None, extra_callbacks: list | tuple = ()) -> dict:
     """Train `recipe` on `data`; returns {'status', 'run_dir', 'best', 'card', 'metrics'}.
 
     Re-running a finished run is a no-op unless `force`. An unfinished run (last.ckpt, no
     complete card) is continued automatically; `resume=True` insists on a last.ckpt and also
-    extends a finished run (e.g. with a larger trainer.max_epochs).
+    extends a finished run (e.g. with a larger trainer.max_epochs). `extra_callbacks` are more
+    Lightning callbacks, e.g. the step timing of perf/gpu_check.py; they change no result.
     """
     cfg = config_mod.resolve(recipe, profile, overrides)
     run_dir = Path(out) / recipe / run_folder(profile, cfg["seed"])  # one folder per seed (recipes/runs.py)
     if _launch_rank() > 0:  # a DDP process started by rank 0, which holds the lock and moved nothing
-        return _train(recipe, data, profile, cfg, run_dir, resume, force=False, progress=progress)
+        return _train(recipe, data, profile, cfg, run_dir, resume, force=False, progress=progress,
+                      extra_callbacks=extra_callbacks)
     with exclusive_lock(run_dir.parent, f"training of {recipe}/{run_dir.name}", name=f".{run_dir.name}.lock"):
         _restore_interrupted_force(run_dir)
-        return _train(recipe, data, profile, cfg, run_dir, resume, force, progress)
+        return _train(recipe, data, profile, cfg, run_dir, resume, force, progress, extra_callbacks)
 
 
 def _launch_rank() -> int:
@@ -164,7 +168,8 @@ def _restore_interrupted_force(run_dir: Path) -> None:
           file=sys.stderr)
 
 
-def _train(recipe, data, profile, cfg, run_dir: Path, resume: bool, force: bool, progress) -> dict:
+def _train(recipe, data, profile, cfg, run_dir: Path, resume: bool, force: bool, progress,
+           extra_callbacks=()) -> dict:
     card_path, last, best = run_dir / "card.json", run_dir / "last.ckpt", run_dir / "best.pt"
     card = None if force or resume else finished_run(run_dir)
     if card:
@@ -186,7 +191,7 @@ def _train(recipe, data, profile, cfg, run_dir: Path, resume: bool, force: bool,
     seed = int(cfg["seed"])
     pl.seed_everything(seed, workers=True, verbose=False)
     splits = data_splits(data, cfg["data"]["val_fraction"], seed)
-    train_loader, val_loader, sample_rate = _loaders(cfg, splits, seed)
+    train_loader, val_loader, sample_rate = loaders(cfg, splits, seed)
     model_args = config_mod.model_args(recipe, sample_rate, cfg["model"])
     try:
         model = get(recipe).build(**model_args)
@@ -216,6 +221,7 @@ def _train(recipe, data, profile, cfg, run_dir: Path, resume: bool, force: bool,
                  EarlyStopping("val_loss", patience=t["early_stop_patience"]),
                  ModelCheckpoint(dirpath=run_dir, filename="last", save_top_k=1, monitor=None,
                                  save_on_train_epoch_end=True, enable_version_counter=False)]
+    callbacks += list(extra_callbacks)
     if o["schedule"] == "cosine":
         callbacks.append(CosineSchedule(o["lr"], o["warmup_steps"], o["final_lr_factor"], budget))
     if t["logger"] == "tensorboard":
@@ -231,8 +237,8 @@ def _train(recipe, data, profile, cfg, run_dir: Path, resume: bool, force: bool,
                             r"|ended before the epoch ended).*")  # SeparationSystem resumes mid-epoch itself
     try:
         strategy = t["strategy"]
-        if strategy == "ddp" and recipe == "conv_tasnet":
-            strategy = "ddp_find_unused_parameters_true"  # asteroid's last residual conv is unused
+        if strategy == "ddp" and get(recipe).find_unused_parameters:
+            strategy = "ddp_find_unused_parameters_true"  # the recipe says a step leaves some unused
         trainer = pl.Trainer(
             max_epochs=t["max_epochs"], limit_train_batches=t["limit_train_batches"],
             limit_val_batches=t["limit_val_batches"], accelerator=t["accelerator"], devices=t["devices"],

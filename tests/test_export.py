@@ -1,5 +1,6 @@
 """`sepbench export` and exported models in `sepbench separate`, parametrised over the recipe
-registry: every recipe exports to both formats or fails with the one-line reason listed here.
+registry: every recipe exports to both formats or fails with the one-line reason it declares
+(register(..., cannot_export={format: words of the refusal}), recipes/__init__.py).
 
 Parity: max |exported - PyTorch| <= export.TOLERANCE (1e-4) x the larger of the mixture's and the
 PyTorch estimates' peaks, on input lengths and batch sizes other than the traced one."""
@@ -26,16 +27,6 @@ from recipes.files import file_hash
 
 RATE = 8000
 ALL = recipes.names()
-# Recipes ONNX cannot hold, and the words their one-line error must contain. A new recipe is
-# expected to export; if it cannot, add it here with the reason the error gives.
-NOT_ONNX = {
-    "dccrnet": "aten::view_as_complex",  # asteroid's complex layers; ONNX has no complex tensors
-    "dcunet": "aten::view_as_complex",
-    "gtcrn": "complex",  # torch.stft(return_complex=True)
-    # torch's nn.MultiheadAttention unflattens with the trace's sizes: fixed shapes in the graph
-    "dptnet": "keeps the traced input's shapes",
-}
-NOT_TORCHSCRIPT: dict[str, str] = {}
 
 
 def write_run(root: Path, name: str, seed: int = 0) -> Path:
@@ -69,7 +60,7 @@ def cli_main(argv, capsys) -> tuple[int, str]:
 def test_export_matches_pytorch_at_two_lengths(name, fmt, tmp_path):
     run = write_run(tmp_path, name)
     out = tmp_path / f"model{export.FORMATS[fmt]}"
-    refused = (NOT_ONNX if fmt == "onnx" else NOT_TORCHSCRIPT).get(name)
+    refused = recipes.get(name).cannot_export.get(fmt)
     if refused:
         with pytest.raises(SepbenchError) as err:
             export.export(run / "best.pt", fmt, out)
@@ -127,7 +118,8 @@ def test_exported_model_separates_through_the_core_like_the_checkpoint(tmp_path)
     export.export(run / "best.pt", "onnx", tmp_path / "m.onnx")
     model, _ = export.load_separator(tmp_path / "m.onnx")
     reference = torch_model(run)
-    assert model.frame_stride == reference.encoder.stride > 1
+    assert (model.frame_stride, model.min_length) == (reference.frame_stride, reference.min_length)
+    assert reference.frame_stride > 1
     mix = (0.3 * np.random.default_rng(0).standard_normal(5003)).astype(np.float32)
     for kw in ({}, dict(chunk=1200, context=300, fade=100)):
         assert_close(separate(model, mix, **kw), separate(reference, mix, **kw), mix)
@@ -177,6 +169,6 @@ def test_metadata_is_stored_inside_the_files(tmp_path):
     extra = {"sepbench.json": ""}
     torch.jit.load(tmp_path / "m.pt", _extra_files=extra)
     for meta in (json.loads(props["sepbench"]), json.loads(extra["sepbench.json"])):
-        assert meta["recipe"] == "conv_tasnet" and meta["sample_rate"] == RATE
+        assert (meta["recipe"], meta["sample_rate"]) == ("conv_tasnet", RATE)
         assert meta["checkpoint_hash"] == file_hash(run / "best.pt")
         assert meta["model_args"]["n_filters"] == config.resolve("conv_tasnet", "smoke")["model"]["n_filters"]

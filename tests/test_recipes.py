@@ -2,13 +2,16 @@
 without editing this file."""
 import csv
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import recipes
+from benchmark.separate.core import separate
 from recipes import config
 from recipes.checkpoint import load_model, save_model
-from recipes.losses import NegSISDR
+from recipes.losses import NegSISDR, build_loss
 from recipes.train import train
 
 ALL = recipes.names()
@@ -44,6 +47,58 @@ def test_forward_shape_on_odd_lengths(name, length):
     est = model.eval()(torch.randn(2, length))
     assert est.shape == (2, 2, length)
     assert torch.isfinite(est).all()
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_declared_minimum_length_is_accepted_and_shorter_inputs_are_padded(name):
+    """register(min_length=...): the model takes exactly that many samples back to as many, and
+    separate's path zero-pads one sample fewer to it and crops the result."""
+    torch.manual_seed(0)
+    model = build(name)[0].eval()
+    n = model.min_length
+    x = 0.3 * torch.randn(2, n)
+    with torch.no_grad():
+        est = model(x)
+        assert est.shape == (2, 2, n) and torch.isfinite(est).all()
+        if n > 1:
+            short = x[0, :-1]
+            padded = model(F.pad(short[None], (0, 1)))[0, :, :-1].numpy()
+            np.testing.assert_array_equal(separate(model, short.numpy()), padded)
+    assert separate(model, x[0, :1].numpy()).shape == (2, 1)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_outputs_on_the_declared_stride_grid_keep_the_input_length(name):
+    """register(frame_stride=...): whole numbers of strides in (the lengths chunked separation
+    cuts at) give as many samples out, and chunks started on the grid cover the input exactly."""
+    torch.manual_seed(0)
+    model = build(name)[0].eval()
+    stride = model.frame_stride
+    first = -(-model.min_length // stride) * stride
+    with torch.no_grad():
+        for length in (first, first + stride, first + 7 * stride):
+            assert model(torch.randn(1, length)).shape == (1, 2, length)
+    mix = (0.3 * np.random.default_rng(0).standard_normal(first + 40 * stride + 3)).astype(np.float32)
+    chunked = separate(model, mix, chunk=len(mix) // 3 + 1, context=2 * first, fade=stride)
+    assert chunked.shape == (2, len(mix)) and np.isfinite(chunked).all()
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_find_unused_parameters_declaration_matches_a_training_step(name):
+    """register(find_unused_parameters=...): DDP needs it exactly when one training step (the
+    recipe's own system, its smoke loss) leaves some parameter without a gradient."""
+    recipe = recipes.get(name)
+    torch.manual_seed(0)
+    model = build(name)[0].train()
+    loss_func = build_loss(config.resolve(name, "smoke")["loss"], 8000)
+    system = recipe.system_class()(model, None, loss_func, None)
+    mix, sources = torch.randn(2, 4000), torch.randn(2, 2, 4000)
+    system.common_step((mix, sources), 0, train=False).backward()
+    unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    if recipe.find_unused_parameters:
+        assert unused, f"{name} declares find_unused_parameters but a training step uses every parameter"
+    else:
+        assert not unused, f"{name}: a training step leaves {unused[:3]} unused; declare find_unused_parameters"
 
 
 @pytest.mark.parametrize("name", ALL)

@@ -2,7 +2,7 @@
 files (`sepbench separate`). Chunks are run with `context` extra samples on each side, which are
 thrown away, and adjacent kept parts are cross-faded over `fade` samples.
 
-Exactness: each chunk's first sample is moved back to a multiple of the model's encoder stride
+Exactness: each chunk's first sample is moved back to a multiple of the model's frame stride
 (a few samples more context), so a chunk's frames sit on the same grid as the whole signal's.
 For a model whose receptive field fits inside the context (Conv-TasNet with the per-frame cLN,
 STFT maskers without utterance-level state) chunked output then equals whole-file output up to
@@ -27,25 +27,25 @@ def pick_device(device: str) -> str:
     return device
 
 
-def frame_stride(model: torch.nn.Module) -> int:
-    """Hop of the model's analysis filterbank in samples (asteroid Encoder), 1 if it has none.
-    An exported model (benchmark.separate.export) has no encoder left; it states the value."""
-    stride = getattr(model, "frame_stride", None) or getattr(getattr(model, "encoder", None), "stride", None)
-    return int(stride) if isinstance(stride, int) and stride > 0 else 1
+def _stated(model, fact: str) -> int:
+    """A fact the model states about itself: recipes.Recipe.build sets `frame_stride` and
+    `min_length` from the recipe's registration, an exported model (benchmark.separate.export)
+    carries them in its metadata."""
+    value = getattr(model, fact, None)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise TypeError(f"{type(model).__name__} states no {fact} (models come from recipes.get(name).build, "
+                        "a checkpoint or an export)")
+    return value
 
 
-def _min_length(model: torch.nn.Module) -> int:
-    stated = getattr(model, "min_length", None)  # an exported model's, as frame_stride
-    if isinstance(stated, int) and stated > 0:
-        return stated
-    encoder = getattr(model, "encoder", None)
-    # asteroid's Encoder keeps the kernel size on its filterbank, not on itself: looking only
-    # at the encoder let a 1-sample input reach conv1d, which refused it.
-    for holder in (encoder, getattr(encoder, "filterbank", None)):
-        size = getattr(holder, "kernel_size", None)
-        if isinstance(size, int) and size > 0:
-            return size
-    return 1
+def frame_stride(model) -> int:
+    """Samples between the model's analysis frames; chunks start on this grid."""
+    return _stated(model, "frame_stride")
+
+
+def min_length(model) -> int:
+    """The shortest input the model accepts; shorter ones are padded with zeros and cropped."""
+    return _stated(model, "min_length")
 
 
 @torch.no_grad()
@@ -53,9 +53,9 @@ def _run(model: torch.nn.Module, x: np.ndarray, device: str) -> np.ndarray:
     """[T] -> [2, T] or [C, T] -> [C, 2, T]; channels go through the model as a batch, which is
     exact because every model here treats batch items independently."""
     n = x.shape[-1]
-    # A learned filterbank cannot frame fewer samples than its kernel; trailing zeros are the
-    # same zeros the whole-signal run would see beyond the end, and they are cut off again.
-    short = _min_length(model) - n
+    # Trailing zeros are the same zeros the whole-signal run would see beyond the end, and they
+    # are cut off again.
+    short = min_length(model) - n
     if short > 0:
         x = np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, short)])
     batch = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)

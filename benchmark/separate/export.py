@@ -34,11 +34,10 @@ import torch
 from recipes.checkpoint import load_model
 from recipes.errors import SepbenchError
 from recipes.files import atomic_path, file_hash
-from recipes.framing import FullFrames
 
-from .core import _min_length, frame_stride
+from .core import frame_stride, min_length
+from .formats import FORMATS
 
-FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 LABELS = {"onnx": "ONNX", "torchscript": "TorchScript"}
 META_KEY = "sepbench"  # ONNX metadata_props key; TorchScript extra file `sepbench.json`
 EXPORT_FORMAT, EXPORT_VERSION = "sepbench-export", 1
@@ -85,7 +84,7 @@ def export(checkpoint: str | Path, fmt: str, out: str | Path) -> dict:
             "sample_rate": rate, "model_args": payload["model_args"], "checkpoint": checkpoint.name,
             "checkpoint_hash": file_hash(checkpoint), "checkpoint_meta": payload.get("meta", {}),
             # what core.iter_separate reads from the model to chunk exactly; gone after export
-            "frame_stride": frame_stride(model), "min_length": traced_min_length(model), "torch": torch.__version__}
+            "frame_stride": frame_stride(model), "min_length": min_length(model), "torch": torch.__version__}
     inputs = _check_inputs(rate, meta["min_length"])
     with torch.no_grad():
         expected = [model(x) for x in inputs]
@@ -103,22 +102,9 @@ def export(checkpoint: str | Path, fmt: str, out: str | Path) -> dict:
             "checks": [(tuple(x.shape), d) for x, d in zip(inputs, diffs)], "max_rel_diff": max(diffs)}
 
 
-def traced_min_length(model: torch.nn.Module) -> int:
-    """Shortest input the traced graph is right for; core pads shorter ones with zeros and crops.
-    recipes.framing.FullFrames pads an input of fewer than `min_frames` frames further (a max()
-    the trace records as one branch); it pads with zeros itself, so padding such an input to this
-    length first gives the model the same samples and the same output (dccrnet's cpu profile:
-    600 samples, against its 200-sample filterbank kernel)."""
-    length = _min_length(model)
-    if isinstance(model, FullFrames):
-        kernel, stride = model.encoder.filterbank.kernel_size, model.encoder.filterbank.stride
-        length = max(length, kernel + (model.min_frames - 1) * stride - 2 * (kernel - stride))
-    return length
-
-
-def _check_inputs(rate: int, min_length: int) -> list[torch.Tensor]:
+def _check_inputs(rate: int, shortest: int) -> list[torch.Tensor]:
     gen = torch.Generator().manual_seed(0)
-    shapes = [(batch, max(min_length, round(seconds * rate) | 1)) for batch, seconds in CHECKS] + [(1, min_length)]
+    shapes = [(batch, max(shortest, round(seconds * rate) | 1)) for batch, seconds in CHECKS] + [(1, shortest)]
     return [0.3 * torch.randn(*shape, generator=gen) for shape in shapes]
 
 
@@ -149,11 +135,11 @@ def _reason(exc: BaseException) -> str:
     return text[:300]
 
 
-def _col2im(g, x, output_size, kernel_size, dilation, padding, stride):
+def _col2im(g, x, output_size, block_shape, dilation, padding, stride):
     """aten::col2im -> ONNX Col2Im. torch 2.14's own symbolic lists the pads as [h, h, w, w] where
     ONNX wants [h_begin, w_begin, h_end, w_end] (ONNX Runtime then refuses dprnn's fold), and it
     needs output_size to have a static shape, which a dynamic time axis does not give."""
-    return g.op("Col2Im", x, output_size, kernel_size, dilations_i=dilation, pads_i=list(padding) * 2,
+    return g.op("Col2Im", x, output_size, block_shape, dilations_i=dilation, pads_i=list(padding) * 2,
                 strides_i=stride)
 
 

@@ -1,9 +1,12 @@
 from asteroid.models import ConvTasNet
 
 from .. import register
+from ..framing import filterbank_kernel, filterbank_stride
 
 
-@register("conv_tasnet", "Conv-TasNet (Luo & Mesgarani 2019): learned filterbank, TCN mask estimator", default=True)
+@register("conv_tasnet", "Conv-TasNet (Luo & Mesgarani 2019): learned filterbank, TCN mask estimator", default=True,
+          frame_stride=filterbank_stride, min_length=filterbank_kernel,
+          find_unused_parameters=True)  # asteroid's last TCN block computes a residual nothing reads
 def build(sample_rate: int, kernel_ms: float = 2.0, n_filters: int = 512, bn_chan: int = 128,
           hid_chan: int = 512, skip_chan: int = 128, n_blocks: int = 8, n_repeats: int = 3,
           conv_kernel_size: int = 3, norm_type: str = "gLN", mask_act: str = "relu"):

@@ -10,7 +10,7 @@ from asteroid.models import DCCRNet
 
 from .. import register
 from ..errors import SepbenchError
-from ..framing import FullFrames
+from ..framing import FullFrames, filterbank_stride, full_frames_min_length
 
 KERNEL, STRIDE, PAD, OUT_PAD = (5, 2), (2, 1), (2, 0), (1, 0)  # (freq, time), as in the paper
 
@@ -56,7 +56,9 @@ class PaddedDCCRNet(FullFrames, DCCRNet):
     masknet_class = CastDCCRMaskNet
 
 
-@register("dccrnet", "DCCRN-CL (Hu et al. 2020): complex conv encoder/decoder with a complex LSTM, complex ratio masks")
+@register("dccrnet", "DCCRN-CL (Hu et al. 2020): complex conv encoder/decoder with a complex LSTM, complex ratio masks",
+          frame_stride=filterbank_stride, min_length=full_frames_min_length,
+          cannot_export={"onnx": "ONNX has no complex tensors"})  # asteroid's complex layers (aten::view_as_complex)
 def build(sample_rate: int, win_ms: float = 25.0, hop_ms: float = 6.25,
           channels: list = [16, 32, 64, 128, 128, 128],  # noqa: B006 (a plain list for the checkpoint; never mutated)
           rnn_hidden: int = 128, rnn_layers: int = 2, mask_bound: str = "tanh"):

@@ -6,7 +6,7 @@ from asteroid.models import DCUNet
 
 from .. import register
 from ..errors import SepbenchError
-from ..framing import FullFrames
+from ..framing import FullFrames, filterbank_stride, full_frames_min_length
 
 
 class ScaledDCUMaskNet(DCUMaskNet):
@@ -39,7 +39,9 @@ class PaddedDCUNet(FullFrames, DCUNet):
     masknet_class = ScaledDCUMaskNet
 
 
-@register("dcunet", "Deep Complex U-Net (Choi et al. 2019): complex-valued U-Net, bounded complex ratio masks", default=True)
+@register("dcunet", "Deep Complex U-Net (Choi et al. 2019): complex-valued U-Net, bounded complex ratio masks", default=True,
+          frame_stride=filterbank_stride, min_length=full_frames_min_length,
+          cannot_export={"onnx": "ONNX has no complex tensors"})  # asteroid's complex layers (aten::view_as_complex)
 def build(sample_rate: int, architecture: str = "Large-DCUNet-20", width: float = 1.0, win_ms: float = 64.0,
           hop_ms: float = 16.0, mask_bound: str = "tanh"):
     # The paper's STFT (1024-point window, hop 256 at 16 kHz) is 64 ms / 16 ms; the window is

@@ -1,14 +1,15 @@
 from asteroid.models import DPRNNTasNet
 
 from .. import register
-from ..framing import FullFrames
+from ..framing import FullFrames, filterbank_stride, full_frames_min_length
 
 
 class PaddedDPRNNTasNet(FullFrames, DPRNNTasNet):
     """asteroid's DPRNNTasNet with full-overlap padding: any input length in, the same length out."""
 
 
-@register("dprnn", "Dual-path RNN TasNet (Luo, Chen & Yoshioka 2020): intra/inter-chunk BiLSTMs on a learned filterbank")
+@register("dprnn", "Dual-path RNN TasNet (Luo, Chen & Yoshioka 2020): intra/inter-chunk BiLSTMs on a learned filterbank",
+          frame_stride=filterbank_stride, min_length=full_frames_min_length)
 def build(sample_rate: int, kernel_ms: float = 0.25, n_filters: int = 64, bn_chan: int = 64,
           hid_size: int = 128, chunk_size: int = 250, n_repeats: int = 6, num_layers: int = 1,
           norm_type: str = "gLN", mask_act: str = "sigmoid", dropout: float = 0.0):

@@ -1,14 +1,17 @@
 from asteroid.models import DPTNet
 
 from .. import register
-from ..framing import FullFrames
+from ..framing import FullFrames, filterbank_stride, full_frames_min_length
 
 
 class PaddedDPTNet(FullFrames, DPTNet):
     """asteroid's DPTNet with full-overlap padding: any input length in, the same length out."""
 
 
-@register("dptnet", "Dual-path Transformer network (Chen, Mao & Liu 2020): intra/inter-chunk attention + LSTM on a learned filterbank")
+@register("dptnet", "Dual-path Transformer network (Chen, Mao & Liu 2020): intra/inter-chunk attention + LSTM on a learned filterbank",
+          frame_stride=filterbank_stride, min_length=full_frames_min_length,
+          # torch's nn.MultiheadAttention unflattens with the traced sizes: fixed shapes in the graph
+          cannot_export={"onnx": "the graph keeps the traced input's shapes"})
 def build(sample_rate: int, kernel_ms: float = 0.25, n_filters: int = 64, n_heads: int = 4, ff_hid: int = 128,
           chunk_size: int = 250, n_repeats: int = 6, norm_type: str = "gLN", mask_act: str = "relu",
           bidirectional: bool = True, dropout: float = 0.0):

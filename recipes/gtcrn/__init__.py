@@ -240,7 +240,11 @@ class GTCRN(nn.Module):
         return torch.stack([voice, wav - voice], dim=1)
 
 
-@register("gtcrn", "GTCRN (Rong et al. 2024): 23k-parameter grouped temporal conv + grouped dual-path GRU, complex ratio mask; noise = mixture - voice")
+@register("gtcrn", "GTCRN (Rong et al. 2024): 23k-parameter grouped temporal conv + grouped dual-path GRU, complex ratio mask; noise = mixture - voice",
+          # Any length: forward pads to whole hops itself. Stride 1, not the STFT hop: what chunked
+          # separation has always used here; the hop would change chunked outputs and exports.
+          frame_stride=1, min_length=1,
+          cannot_export={"onnx": "ONNX has no complex tensors"})  # torch.stft(return_complex=True)
 def build(sample_rate: int, win_ms: float = 32.0, hop_ms: float = 16.0, channels: int = 16,
           split_hz: float = 2000.0, erb_bands: int | None = None, n_dpgrnn: int = 2, causal: bool = True,
           passthrough_init: bool = True):

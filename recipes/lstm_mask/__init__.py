@@ -2,6 +2,7 @@ import torch
 from torch import nn
 
 from .. import register
+from ..framing import filterbank_kernel, filterbank_stride
 from ..stft_masking import STFTMaskModel
 
 
@@ -24,7 +25,8 @@ class BiLSTMMasker(nn.Module):
         return torch.sigmoid(self.out(h)).view(b, t, 2, f).permute(0, 2, 3, 1)
 
 
-@register("lstm_mask", "seq2seq BiLSTM mask estimator on the STFT magnitude (voice and noise masks)", default=True)
+@register("lstm_mask", "seq2seq BiLSTM mask estimator on the STFT magnitude (voice and noise masks)", default=True,
+          frame_stride=filterbank_stride, min_length=filterbank_kernel)
 def build(sample_rate: int, win_ms: float = 32.0, hop_ms: float = 8.0, hidden: int = 600,
           n_layers: int = 3, dropout: float = 0.3):
     model = STFTMaskModel(nn.Identity(), sample_rate, win_ms, hop_ms)

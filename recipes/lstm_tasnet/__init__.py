@@ -1,14 +1,17 @@
 from asteroid.models import LSTMTasNet
 
 from .. import register
-from ..framing import FullFrames
+from ..framing import FullFrames, full_frames_min_length
 
 
 class PaddedLSTMTasNet(FullFrames, LSTMTasNet):
     """asteroid's LSTMTasNet with full-overlap padding: any input length in, the same length out."""
 
 
-@register("lstm_tasnet", "TasNet (Luo & Mesgarani 2018): gated learned filterbank, deep BiLSTM mask estimator")
+@register("lstm_tasnet", "TasNet (Luo & Mesgarani 2018): gated learned filterbank, deep BiLSTM mask estimator",
+          # Stride 1, not the filterbank's hop: what chunked separation has always used here (the
+          # gated encoder hid the hop from it); the hop would change chunked outputs and exports.
+          frame_stride=1, min_length=full_frames_min_length)
 def build(sample_rate: int, kernel_ms: float = 5.0, n_filters: int = 500, hid_size: int = 500,
           n_layers: int = 4, bidirectional: bool = True, dropout: float = 0.3, mask_act: str = "sigmoid"):
     # The paper's L=40 samples at 8 kHz is 5 ms; 50% overlapping frames as in asteroid.

@@ -2,6 +2,7 @@ import torch.nn.functional as F
 from asteroid.models import SuDORMRFImprovedNet
 
 from .. import register
+from ..framing import filterbank_kernel
 
 
 class EdgePaddedSuDORMRF(SuDORMRFImprovedNet):
@@ -22,7 +23,10 @@ class EdgePaddedSuDORMRF(SuDORMRFImprovedNet):
         return out[..., :n]
 
 
-@register("sudormrf", "SuDO-RM-RF improved (Tzinis et al. 2020/2022): learned filterbank, U-ConvBlocks of successive down/up-sampling")
+@register("sudormrf", "SuDO-RM-RF improved (Tzinis et al. 2020/2022): learned filterbank, U-ConvBlocks of successive down/up-sampling",
+          # Stride 1, not the filterbank's hop: what chunked separation has always used here (the
+          # padder hid the hop from it); the hop would change chunked outputs and exports.
+          frame_stride=1, min_length=filterbank_kernel)
 def build(sample_rate: int, kernel_ms: float = 2.625, n_filters: int = 512, bn_chan: int = 128,
           num_blocks: int = 16, upsampling_depth: int = 4, mask_act: str = "relu"):
     # asteroid's (and the paper's) configuration: 512 filters of 21 samples at 8 kHz (2.625 ms),
