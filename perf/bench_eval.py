@@ -59,7 +59,8 @@ def asteroid_side(test: Path, ckpt: Path, keep: dict) -> dict:
     from asteroid.metrics import get_metrics
 
     from recipes.checkpoint import load_model
-    from recipes.data import FolderDataset, load_split
+    from recipes.data import FolderDataset
+    from recipes.folder import load_split
 
     t = time.perf_counter()
     model, payload = load_model(ckpt)

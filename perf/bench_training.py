@@ -77,12 +77,12 @@ def plain_run(recipe: str, profile: str, data: Path, n_batches: int, warmup: int
     from recipes import config
     from recipes.data import data_splits
     from recipes.losses import build_loss
-    from recipes.train import _loaders
+    from recipes.train import loaders
 
     cfg = config.resolve(recipe, profile, ["trainer.max_epochs=1"])
     seed = int(cfg["seed"])
     pl.seed_everything(seed, workers=True, verbose=False)  # what train() does before building
-    loader, _, sr = _loaders(cfg, data_splits(data, cfg["data"]["val_fraction"], seed), seed)
+    loader, _, sr = loaders(cfg, data_splits(data, cfg["data"]["val_fraction"], seed), seed)
     model = recipes.get(recipe).build(**config.model_args(recipe, sr, cfg["model"]))
     opt = torch.optim.Adam(model.parameters(), lr=cfg["optim"]["lr"], weight_decay=cfg["optim"]["weight_decay"])
     loss_fn, clip = build_loss(cfg["loss"], sr), cfg["optim"]["grad_clip"]

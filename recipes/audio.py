@@ -1,6 +1,8 @@
-"""Audio reading shared by training, benchmark and tools (files are written through recipes.files)."""
+"""Audio reading and resampling shared by training, benchmark and tools (audio is written through
+recipes.folder, other files through recipes.files)."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,20 @@ def read_audio(path: str | Path, downmix: bool = False) -> tuple[np.ndarray, int
     except Exception as exc:  # soundfile raises several types for unreadable/truncated files
         raise SepbenchError(f"{path}: cannot read audio ({_short(exc)})") from None
     return to_mono(data, path, downmix), int(sr)
+
+
+def resample(x: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+    """`x` sampled at `rate_in` re-sampled to `rate_out` with scipy's polyphase filter (its
+    default Kaiser window); `x` itself when the rates agree. The one resampler of sample-rate
+    conversion (prepare, PESQ, the real-speech tools) and of speed perturbation (rates = the
+    speed's up/down)."""
+    if rate_in == rate_out:
+        return x
+    # Late: scipy.signal costs ~0.7 s to import, which `sepbench validate` must not pay.
+    import scipy.signal
+
+    g = math.gcd(rate_in, rate_out)
+    return scipy.signal.resample_poly(x, rate_out // g, rate_in // g)
 
 
 def to_mono(data: np.ndarray, path: str | Path, downmix: bool) -> np.ndarray:

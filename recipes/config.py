@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import math
 from pathlib import Path
@@ -13,7 +14,6 @@ from . import get
 from .errors import SepbenchError
 
 BASE = Path(__file__).parent / "base.yaml"
-PROFILES = ("smoke", "cpu", "gpu")
 
 
 def _load(path: Path) -> dict:
@@ -61,7 +61,7 @@ def resolve(recipe: str, profile: str, overrides: list[str] | tuple = ()) -> dic
     if profile not in PROFILES:
         raise SepbenchError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
     rec = get(recipe)
-    base = _load(BASE)
+    base = copy.deepcopy(_base())
     base_profiles = base.pop("profiles")
     own_path = rec.folder / "config.yaml"
     own = _load(own_path) if own_path.exists() else {}
@@ -141,12 +141,38 @@ def _flat(cfg: dict, prefix: str = ""):
             yield f"{prefix}{key}", value
 
 
+@functools.lru_cache(maxsize=1)
+def _base() -> dict:
+    """base.yaml, read once and checked: every key it and its profiles set has a rule in RULES,
+    so a new default without one fails on every resolve, naming the key. Callers copy it."""
+    base = _load(BASE)
+    profiles = base.get("profiles")
+    if not isinstance(profiles, dict) or not profiles:
+        raise SepbenchError(f"{BASE}: needs a non-empty `profiles:` mapping")
+    settings = {k: v for k, v in base.items() if k != "profiles"}
+    keys = {key for key, _ in _flat(settings)}
+    keys |= {key for over in profiles.values() for key, _ in _flat(over or {})}
+    missing = sorted(keys - set(RULES))
+    if missing:
+        raise SepbenchError(f"{BASE}: no validation rule in recipes/config.py RULES for {', '.join(missing)}")
+    return base
+
+
 def _check(cfg: dict) -> None:
     for key, value in _flat({k: v for k, v in cfg.items() if k not in ("recipe", "profile")}):
+        if key not in RULES:  # a section given one value (data=3), or a value given keys (seed.x=1)
+            raise SepbenchError(f"{key}={value!r}: not a setting of {BASE.name} (a section is set key by key, "
+                                "e.g. data.segment_seconds=2)")
         ok, what = RULES[key]
         if not ok(value):
             raise SepbenchError(f"{key}={value!r}: must be {what}")
+    if not isinstance(cfg["model"], dict):
+        raise SepbenchError(f"model={cfg['model']!r}: must be a section of the builder's arguments (model.<name>=...)")
     _check_model(cfg["recipe"], cfg["model"])
+
+
+# The profile names, in base.yaml's order: what --profile accepts.
+PROFILES: tuple[str, ...] = tuple(_base()["profiles"])
 
 
 def _check_model(recipe: str, model_cfg: dict) -> None:

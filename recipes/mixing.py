@@ -9,7 +9,8 @@ targets. The gains are those the evaluation's oracle rows fit.
 from __future__ import annotations
 
 import numpy as np
-import scipy.signal
+
+from .audio import resample
 
 # Below this mean power (about -100 dBFS) a stem is silence: an SNR cannot be set against it.
 SILENT_POWER = 1e-10
@@ -42,6 +43,9 @@ def random_eq(x: np.ndarray, rng: np.random.Generator, spread: float = 0.375) ->
     every coefficient uniform in ±spread: the recording-chain colouring RNNoise (Valin 2018) trains
     with, so a model does not learn the few microphones and rooms of its training recordings.
     With |a| <= 0.375 both poles lie inside the unit circle: the filter is stable."""
+    # Late: scipy.signal costs ~0.7 s to import, which `sepbench validate` (via recipes.data) must not pay.
+    import scipy.signal
+
     b1, b2, a1, a2 = rng.uniform(-spread, spread, 4)
     return scipy.signal.lfilter([1.0, b1, b2], [1.0, a1, a2], x).astype(x.dtype)
 
@@ -57,6 +61,5 @@ def speed_crop_length(segment: int, rng: np.random.Generator, spread: float) -> 
 def resample_to(x: np.ndarray, up: int, down: int, segment: int) -> np.ndarray:
     """`x` resampled by up/down (pitch and tempo together, as Kaldi's speed perturbation), cut to
     `segment` samples."""
-    if up == down:
-        return x[:segment]
-    return scipy.signal.resample_poly(x, up, down)[:segment].astype(x.dtype)
+    # As rates: `down` samples become `up`. copy=False keeps the unchanged case a view.
+    return resample(x, down, up)[:segment].astype(x.dtype, copy=False)

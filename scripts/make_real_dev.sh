@@ -6,7 +6,7 @@
 #
 # 1. installs the packages (apt-get; skipped when installed),
 # 2. joins their short prompts and sound effects into data/real_dev_sources/{speech,noise}/
-#    (scripts/real_dev_sources.py; rebuilt only when the packages or that script change),
+#    (scripts/real_dev_sources.py and scripts/real_dev/; rebuilt only when the packages or that code change),
 # 3. `sepbench prepare`s OUT (default data/real_dev): 800 train + 200 test clips of 4 s at 8 kHz,
 #    SNRs -5/0/5/10 dB, seed 0; options given here are passed on and win over these,
 # 4. validates it and prints the source files per kind and per split.

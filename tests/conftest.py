@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark.data import folder as folder_format
 from benchmark.data.demo import generate
+from recipes import folder as folder_format
 
 
 @pytest.fixture(scope="session")

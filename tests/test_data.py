@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from recipes.data import FolderDataset, data_splits, load_split, parse_snr, split_train_val
+from recipes.data import FolderDataset, data_splits, split_train_val
 from recipes.errors import SepbenchError
+from recipes.folder import load_split, parse_snr
 
 
 @pytest.mark.parametrize("subtype,suffix,tolerance", [

@@ -11,8 +11,8 @@ import soundfile as sf
 from benchmark import cli
 from benchmark.data import demo_synth
 from benchmark.data.demo import PEAK, generate
-from recipes.data import load_split
 from recipes.errors import SepbenchError
+from recipes.folder import load_split
 
 SMALL = dict(n_train=6, n_test=3, seconds=0.5, sample_rate=8000, snrs=[-3, 0, 3])
 

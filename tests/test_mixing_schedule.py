@@ -7,8 +7,9 @@ import pytest
 import soundfile as sf
 
 from recipes.callbacks import cosine_factor
-from recipes.data import FolderDataset, load_split
+from recipes.data import FolderDataset
 from recipes.errors import SepbenchError
+from recipes.folder import load_split
 from recipes.mixing import mixture_gains, remix
 from recipes.train import train
 

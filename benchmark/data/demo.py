@@ -18,52 +18,22 @@ clip of the whole data set.
 """
 from __future__ import annotations
 
-import contextlib
-import csv
-import io
 import math
-import os
 import re
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
-from recipes.files import atomic_write_text
 from recipes.errors import SepbenchError
+from recipes.files import atomic_write_text
+from recipes.folder import new_dataset_dir, to_csv, write_clip
 
 from . import demo_synth as synth
-from .folder import new_dataset_dir, to_csv, write_clip
 from .loudness import Meter
 
-HELP = "write a synthetic demo data set (speech-like voices + varied noises), deterministic from a seed"
 TARGET_LUFS = -28.0
 PEAK = 0.9  # headroom below full scale, so quantisation and resampling never clip
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("out", type=Path, help="output folder (must be empty or missing unless --force)")
-    parser.add_argument("--n-train", type=int, default=400)
-    parser.add_argument("--n-test", type=int, default=100)
-    parser.add_argument("--seconds", type=float, default=4.0, help="clip length")
-    parser.add_argument("--sr", type=int, default=8000, help="sample rate in Hz")
-    parser.add_argument("--snrs", default="-4,-3,-2,-1,0,1,2,3,4", help="comma-separated SNR labels in dB, cycled evenly")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quirks", action="store_true",
-                        help="imitate a messy data set (stems at other gains, a few wrong labels, near-silent voices) to exercise `validate`")
-    parser.add_argument("--force", action="store_true", help="replace an existing data set in OUT")
-    allow_negative_lists(parser)
-
-
-def allow_negative_lists(parser) -> None:
-    # argparse takes "-4,-3" for an option name, so `--snrs -4,-3` would fail; as in Python
-    # 3.13's argparse, anything starting with a minus and a digit is a value. A private
-    # attribute, kept because the public way (`--snrs=-4,-3`) is what users forget;
-    # test_cli_takes_negative_lists (tests/test_demo.py) fails if argparse stops honouring it.
-    parser._negative_number_matcher = re.compile(r"^-\.?\d")
 
 
 def run(args) -> int:

@@ -18,17 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.signal
 import soundfile as sf
 
-from recipes.audio import AUDIO_SUFFIXES
-from recipes.files import atomic_write_text
+from recipes.audio import AUDIO_SUFFIXES, resample
 from recipes.errors import SepbenchError
+from recipes.files import atomic_write_text
+from recipes.folder import new_dataset_dir, to_csv, write_clip
 
-from .demo import Leveller, allow_negative_lists, check_sizes, parse_snrs
-from .folder import new_dataset_dir, to_csv, write_clip
+from .demo import Leveller, check_sizes, parse_snrs
 
-HELP = "build a data set in the folder format from directories of speech and noise recordings"
 QUIET_LUFS = -60.0  # a segment below this is mostly silence: draw another offset
 ATTEMPTS = 8
 
@@ -39,20 +37,6 @@ class Source:
     name: str  # relative to the directory given, for the manifest
     frames: int
     sample_rate: int
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("--speech", type=Path, required=True, help="folder of speech recordings (searched recursively)")
-    parser.add_argument("--noise", type=Path, required=True, help="folder of noise recordings (searched recursively)")
-    parser.add_argument("--out", type=Path, required=True, help="output folder (must be empty or missing unless --force)")
-    parser.add_argument("--snrs", default="-5,0,5,10", help="comma-separated SNR labels in dB, cycled evenly")
-    parser.add_argument("--n-train", type=int, default=1000)
-    parser.add_argument("--n-test", type=int, default=200)
-    parser.add_argument("--seconds", type=float, default=4.0, help="clip length; shorter recordings are skipped")
-    parser.add_argument("--sr", type=int, default=8000, help="output sample rate in Hz")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--force", action="store_true", help="replace an existing data set in OUT")
-    allow_negative_lists(parser)
 
 
 def run(args) -> int:
@@ -142,20 +126,14 @@ def draw_segment(src: Source, n: int, sample_rate: int, leveller: Leveller, rng)
             data, _ = sf.read(str(src.path), start=start, frames=frames, dtype="float64", always_2d=True)
         except Exception as exc:
             raise SepbenchError(f"{src.path}: cannot read audio ({' '.join(str(exc).split())})") from None
-        x = resample(data.mean(axis=1), src.sample_rate, sample_rate, n)
+        x = resample(data.mean(axis=1), src.sample_rate, sample_rate)
+        x = np.pad(x[:n], (0, max(0, n - len(x))))  # rounding can leave one sample short
         loudness = leveller.loudness(x)
         if best is None or loudness > best[0]:
             best = (loudness, x, start / src.sample_rate)
         if loudness > QUIET_LUFS:
             break
     return best[1], best[2]
-
-
-def resample(x: np.ndarray, rate_in: int, rate_out: int, n: int) -> np.ndarray:
-    if rate_in != rate_out:
-        g = math.gcd(rate_in, rate_out)
-        x = scipy.signal.resample_poly(x, rate_out // g, rate_in // g)
-    return np.pad(x[:n], (0, max(0, n - len(x))))  # rounding can leave one sample short
 
 
 def describe(pools: dict) -> str:

@@ -1,7 +1,7 @@
 """`sepbench validate DATA_DIR`: every problem of a data set, one line each, before anything trains.
 
 DATA_DIR is a root (train/ and test/ required, val/ optional) or one split folder (a folder
-whose subfolders are numbered). Structure comes from `recipes.data.scan_split`; then every clip
+whose subfolders are numbered). Structure comes from `recipes.folder.scan_split`; then every clip
 is decoded and measured. Errors make the data set unusable (exit 1); warnings describe data the
 benchmark can use but whose numbers need care (exit 0). Nothing is fixed or rescaled here.
 """
@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from recipes.data import FOLDER_RE, Clip, Problem, scan_split, train_split_problem
+from recipes.folder import FOLDER_RE, Clip, Problem, scan_split, train_split_problem
 
-HELP = "check a data set (root with train/ and test/, or one split folder) and report every problem"
 SPLITS = ("train", "val", "test")
 REQUIRED_SPLITS = ("train", "test")
 RESIDUAL_WARN = 0.05  # rms(mix - (voice + noise)) / rms(mix); 16-bit rounding alone stays far below
@@ -64,11 +63,6 @@ class Report:
     def stats(self) -> dict[str, dict]:
         return {split: split_stats(clips, [c for c in self.clips if c.split == split])
                 for split, clips in self.scanned.items()}
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("data_dir", type=Path, help="data set root (train/, test/, optional val/) or one split folder")
-    parser.add_argument("--downmix", action="store_true", help="accept multi-channel files (averaged to mono)")
 
 
 def run(args) -> int:

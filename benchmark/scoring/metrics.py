@@ -16,13 +16,13 @@ import hashlib
 import importlib
 import math
 from dataclasses import dataclass
-from math import gcd
 
 import numpy as np
 import pesq as pesq_lib
+import scipy.linalg  # noqa: F401  (loads scipy's own OpenBLAS, for _blas() to find and limit)
 import threadpoolctl
-from scipy.signal import resample_poly
 
+from recipes.audio import resample
 from recipes.mixing import mixture_gains  # noqa: F401  (one definition; references.py and tests import it from here too)
 
 # Relative floor of SI-SDR's energy ratio: keeps log10 finite and caps a perfect estimate at
@@ -81,7 +81,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in _METRIC_LIST}
 @functools.lru_cache(maxsize=1)
 def _blas() -> threadpoolctl.ThreadpoolController:
     # Made at the first metric call, when numpy's and scipy's OpenBLAS are both loaded (this
-    # module imports scipy.signal); made once because finding the libraries takes ~6 ms.
+    # module imports scipy.linalg); made once because finding the libraries takes ~6 ms.
     return threadpoolctl.ThreadpoolController()
 
 
@@ -148,11 +148,6 @@ def pesq_mode(sample_rate: int) -> tuple[str, int]:
     return ("nb", 8000) if sample_rate == 8000 else ("wb", 16000)
 
 
-def _resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
-    g = gcd(sr_in, sr_out)
-    return resample_poly(x, sr_out // g, sr_in // g)
-
-
 # pesq 0.0.4's C code is only defined for short inputs: at 8 kHz a 120 s pair already scores
 # nonsense (4.59 for a pair that scores 1.3 in 60 s pieces) and 130 s or more segfaults. Longer
 # clips are scored as equal pieces of at most this long, averaged by length.
@@ -172,7 +167,7 @@ def pesq(est: np.ndarray, ref: np.ndarray, sample_rate: int) -> float:
     est, ref = _check_pair(est, ref)
     mode, rate = pesq_mode(sample_rate)
     if rate != sample_rate:
-        est, ref = _resample(est, sample_rate, rate), _resample(ref, sample_rate, rate)
+        est, ref = resample(est, sample_rate, rate), resample(ref, sample_rate, rate)
     pieces = pesq_segments(len(ref), rate)
     if len(pieces) == 1:
         return _pesq_piece(est, ref, rate, mode)

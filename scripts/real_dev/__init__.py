@@ -1,0 +1,1 @@
+"""scripts/real_dev_sources.py by job (its docstring describes the sources)."""
