@@ -1,5 +1,6 @@
-"""The `sepbench` console script: argument parsing only; each subcommand lives in its module
-as `add_arguments(parser)` + `run(args) -> exit code`."""
+"""The `sepbench` console script: parse the command line, then import the one subcommand's module
+and call its `run(args) -> exit code`. The parsers come from benchmark.commands, which imports
+nothing heavy, so `--help` and light commands (validate) never load torch or scipy.signal."""
 from __future__ import annotations
 
 import argparse
@@ -8,28 +9,18 @@ import sys
 
 from recipes.errors import SepbenchError
 
-# subcommand -> module implementing it
-COMMANDS = {
-    "validate": "benchmark.data.validate",
-    "demo-data": "benchmark.data.demo",
-    "prepare": "benchmark.data.prepare",
-    "recipes": "benchmark.recipes_cmd",
-    "train": "benchmark.train_cmd",
-    "evaluate": "benchmark.evaluate",
-    "separate": "benchmark.separate_cmd",
-    "export": "benchmark.export_cmd",
-    "listen": "benchmark.listen_cmd",
-}
+from . import commands
+
+# subcommand -> module implementing it (tests narrow this to the one command they run)
+COMMANDS = {name: command.module for name, command in commands.COMMANDS.items()}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sepbench", description="Voice/noise separation benchmark")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, module_name in COMMANDS.items():
-        module = importlib.import_module(module_name)
-        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
-        module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+    for name in COMMANDS:
+        command = commands.COMMANDS[name]
+        command.add_arguments(sub.add_parser(name, help=command.help, description=command.help))
     return parser
 
 
@@ -42,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        return int(args._run(args) or 0)
+        return int(importlib.import_module(COMMANDS[args.command]).run(args) or 0)
     except SepbenchError as exc:
         print(f"sepbench {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -12,7 +12,6 @@ card.json) and cache file names are hashes, so no name read from a file becomes 
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import json
@@ -26,23 +25,24 @@ import pandas as pd
 import threadpoolctl
 
 from recipes.checkpoint import git_commit, load_model
-from recipes.data import FolderDataset, content_hash, load_split, test_split_dir
+from recipes.data import FolderDataset, content_hash
 from recipes.errors import SepbenchError
-from recipes.files import atomic_path, file_hash, remove_stale_temps
+from recipes.files import Stamp, atomic_path, file_hash, remove_stale_temps
+from recipes.folder import load_split, test_split_dir
 from recipes.lock import exclusive_lock
 from recipes.runs import parse_run_folder
 from recipes.safe_names import RULE, is_safe_name
 
 from . import __version__
+from .commands import DEFAULT_GPU_BATCH
 from .report import render
 from .scoring import aggregate, compare, references
 from .scoring.workers import Runner, run_batched, run_per_clip
+from .scoring.write_examples import shown_models, write_examples
 from .separate.core import pick_device
 
-HELP = "score every trained checkpoint on a test set and write the leaderboard"
 SCORING_VERSION = 2  # bump when scores change: it invalidates every cache entry (2: seeded ESTOI noise)
 BENCHMARK_VERSION = f"{__version__}+s{SCORING_VERSION}"
-DEFAULT_GPU_BATCH = 16
 
 
 @dataclass(frozen=True)
@@ -139,11 +139,12 @@ def _unusable(entry: Entry, sample_rate: int) -> str | None:
 
 def evaluate(data, runs="runs", out="leaderboard", jobs: int | None = None, force: bool = False,
              with_references: bool = True, device: str = "auto", batch: int | None = None, log=print,
-             bucket: str = "label", edges=None) -> dict:
+             bucket: str = "label", edges=None, listen_clips: int = 1) -> dict:
     """Score, aggregate and render. Returns the output paths plus `evaluated` and `cached`
     (model counts) and `failed` (one message per checkpoint that could not be scored).
     `batch`: clips per forward pass (default 16 on a GPU, 1 on the CPU; see scoring/workers.py).
     `bucket`/`edges`: how clips are grouped into SNR buckets (aggregate.buckets).
+    `listen_clips`: clips per SNR label whose estimates are kept in OUT/cache/listen for the page.
     `runs=None` scores the reference rows only; otherwise a runs folder without a checkpoint
     that can be scored is an error and OUT is left as it was (a mistyped --runs must not
     replace a leaderboard with one that has no trained model)."""
@@ -153,6 +154,8 @@ def evaluate(data, runs="runs", out="leaderboard", jobs: int | None = None, forc
     batch = (DEFAULT_GPU_BATCH if device.startswith("cuda") else 1) if batch is None else batch
     if batch < 1:
         raise SepbenchError(f"--batch {batch}: must be at least 1")
+    if listen_clips < 1:
+        raise SepbenchError(f"--listen-clips {listen_clips}: must be at least 1")
     if bucket not in aggregate.BUCKET_MODES:
         raise SepbenchError(f"--bucket {bucket}: expected one of {', '.join(aggregate.BUCKET_MODES)}")
     if edges is not None and (bucket != "measured" or list(edges) != sorted(set(edges)) or not edges):
@@ -179,10 +182,11 @@ def evaluate(data, runs="runs", out="leaderboard", jobs: int | None = None, forc
             for path in remove_stale_temps(folder):
                 log(f"note: removed {path}, left by an interrupted run")
         return _evaluate_locked(clips, sr, data, runs, out, entries, failed, jobs, force, device, batch, log,
-                                grouping)
+                                grouping, listen_clips)
 
 
-def _evaluate_locked(clips, sr, data, runs, out, entries, failed, jobs, force, device, batch, log, grouping) -> dict:
+def _evaluate_locked(clips, sr, data, runs, out, entries, failed, jobs, force, device, batch, log, grouping,
+                     listen_clips) -> dict:
     data_hash, commit = content_hash(clips), git_commit()
     cache = out / "cache"
     runner, inputs, frames = Runner(max(1, jobs or os.cpu_count() or 1), log), None, []
@@ -238,8 +242,11 @@ def _evaluate_locked(clips, sr, data, runs, out, entries, failed, jobs, force, d
         blas.restore_original_limits()
     if not frames:
         raise SepbenchError("no model could be scored: " + "; ".join(failed))
-    return {**_write_outputs(frames, entries, data, data_hash, len(clips), out, log, grouping, force), **counts,
-            "failed": failed}
+    paths, results = _write_outputs(frames, entries, data, data_hash, len(clips), out, log, grouping, force)
+    # The page's audio is made here, where the models are, so that `sepbench listen` only reads.
+    paths["listen_audio"] = write_examples(out, results, clips, shown_models(results, entries), listen_clips, device,
+                                           {"data": data_hash, "version": BENCHMARK_VERSION}, force, log)
+    return {**paths, **counts, "failed": failed}
 
 
 def _inputs(runner, clips, path: Path, force: bool, device: str, log) -> dict:
@@ -253,7 +260,8 @@ def _inputs(runner, clips, path: Path, force: bool, device: str, log) -> dict:
     return {r["clip_id"]: r for r in df.to_dict("records")}
 
 
-def _write_outputs(frames, entries, data, data_hash, n_clips, out: Path, log, grouping, force=False) -> dict:
+def _write_outputs(frames, entries, data, data_hash, n_clips, out: Path, log, grouping, force=False):
+    """Write results, summary, pairs, leaderboard and plots; returns (their paths, the results)."""
     results = pd.concat(frames, ignore_index=True)
     results.insert(3, "seed", results.pop("seed").fillna("").astype(str))  # cached frames add it last
     results = aggregate.sort_results(results)
@@ -272,16 +280,20 @@ def _write_outputs(frames, entries, data, data_hash, n_clips, out: Path, log, gr
     info["curves"] = bool(curves)
     if curves:
         paths["curves"] = out / render.CURVES_NAME
-    stamp = out / "cache" / "outputs.json"
-    key = _outputs_key(results, cards, info, curves, paths)
-    if not force and _up_to_date(stamp, key, paths):
+    # Everything the outputs are made from: the per-clip rows, the run cards shown, the header
+    # facts (grouping and benchmark version among them) and the learning curves.
+    rows_csv = results.to_csv(index=False, na_rep="", lineterminator="\n").encode("utf-8")
+    stamp = Stamp(out / "cache" / "outputs.json", outputs=paths.values(),
+                  key={"results": hashlib.sha256(rows_csv).hexdigest(), "info": info, "curves": curves,
+                       "cards": [[list(k), cards[k]] for k in sorted(cards)]})
+    if not force and stamp.fresh():
         # Nothing that goes into the outputs changed (a re-run of ./run_all.sh): the summary,
         # pairs and plots are not computed again (3.5 s of a 8 s no-op re-run on 200 clips).
         summary, pairs = aggregate.read_summary(paths["summary"]), aggregate.read_results(paths["pairs"])
         log("")
         log(render.main_table(summary, cards, pairs))
         log(f"\n{paths['leaderboard']} is up to date")
-        return paths
+        return paths, results
     summary = aggregate.summarize(results, by, edges)
     pairs = compare.pairs(results, by=by, edges=edges)
     markdown, png = render.render(summary, cards, info, pairs), render.plot_png(summary, by == "measured")
@@ -296,39 +308,11 @@ def _write_outputs(frames, entries, data, data_hash, n_clips, out: Path, log, gr
         if curves:
             tmp["curves"].write_bytes(render.learning_curves_png(curves))
         tmp["leaderboard"].write_text(markdown, encoding="utf-8")
-    _write_stamp(stamp, key, paths)
+    stamp.write()
     log("")
     log(render.main_table(summary, cards, pairs))
     log(f"\nwrote {paths['leaderboard']}")
-    return paths
-
-
-def _outputs_key(results, cards, info, curves, paths) -> str:
-    """Hash of everything the outputs are made from: the per-clip rows, the run cards shown, the
-    header facts, the learning curves, the grouping and the benchmark version (in `info`)."""
-    h = hashlib.sha256(results.to_csv(index=False, na_rep="", lineterminator="\n").encode("utf-8"))
-    h.update(json.dumps([sorted(map(list, cards)), [cards[k] for k in sorted(cards)], info, curves,
-                         sorted(paths)], sort_keys=True, default=str).encode("utf-8"))
-    return h.hexdigest()
-
-
-def _up_to_date(stamp: Path, key: str, paths: dict) -> bool:
-    """True when the stamp holds `key` and every output is still the file that was written with it
-    (an output deleted or edited by hand is made again)."""
-    try:
-        stored = json.loads(stamp.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    if not isinstance(stored, dict) or stored.get("key") != key:
-        return False
-    return stored.get("files") == {name: file_hash(p) if p.is_file() else None for name, p in sorted(paths.items())}
-
-
-def _write_stamp(stamp: Path, key: str, paths: dict) -> None:
-    files = {name: file_hash(p) for name, p in sorted(paths.items())}
-    stamp.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(stamp) as tmp:
-        Path(tmp).write_text(json.dumps({"key": key, "files": files}, sort_keys=True) + "\n", encoding="utf-8")
+    return paths, results
 
 
 def learning_curves(entries) -> dict[str, list[tuple[float, float]]]:
@@ -348,35 +332,8 @@ def learning_curves(entries) -> dict[str, list[tuple[float, float]]]:
     return curves
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("--data", required=True, help="test split folder (numbered clip folders), or a data set "
-                        "root holding test/")
-    parser.add_argument("--runs", default="runs", help="runs folder: runs/<recipe>/<profile>/best.pt + card.json "
-                        "(finding no checkpoint there is an error)")
-    parser.add_argument("--references-only", action="store_true", help="score only the mixture and oracle rows, "
-                        "no trained models (ignores --runs)")
-    parser.add_argument("--out", default="leaderboard", help="output folder (results, summary, LEADERBOARD.md, cache/)")
-    parser.add_argument("--jobs", type=int, default=None, help="worker processes (default: number of cores)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where models run")
-    parser.add_argument("--batch", type=int, default=None, help="clips of equal length per forward pass "
-                        f"(default {DEFAULT_GPU_BATCH} on a GPU, 1 on the CPU, where batching slows some models)")
-    parser.add_argument("--force", action="store_true", help="re-evaluate even what the cache holds")
-    parser.add_argument("--no-references", action="store_true", help="skip the mixture and oracle rows")
-    parser.add_argument("--bucket", choices=aggregate.BUCKET_MODES, default="label",
-                        help="SNR buckets: the label in the file name (default), or the SNR measured on the stems")
-    parser.add_argument("--bucket-edges", type=_edges, default=None, metavar="A,B,...",
-                        help="--bucket measured: bin edges in dB (default: halfway between the distinct labels)")
-
-
-def _edges(text: str) -> list[float]:
-    try:
-        return [float(x) for x in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected numbers separated by commas") from None
-
-
 def run(args) -> int:
     result = evaluate(args.data, None if args.references_only else args.runs, args.out, jobs=args.jobs, force=args.force,
                       with_references=not args.no_references, device=args.device, batch=args.batch,
-                      bucket=args.bucket, edges=args.bucket_edges)
+                      bucket=args.bucket, edges=args.bucket_edges, listen_clips=args.listen_clips)
     return 1 if result["failed"] else 0

@@ -2,21 +2,7 @@
 a thin wrapper around benchmark.separate.export.export."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from .separate import export as exporter
-
-HELP = "export a trained model to ONNX or TorchScript (dynamic batch and time axes), checked against PyTorch"
-
-
-def add_arguments(p) -> None:
-    p.add_argument("run", type=Path, metavar="RUN", help="run folder runs/<recipe>/<profile> (its best.pt) or a "
-                   "sepbench checkpoint file")
-    # Checked in run(), not by argparse's choices, so a wrong value is one error line like any other.
-    p.add_argument("--format", required=True, metavar="|".join(exporter.FORMATS), dest="fmt",
-                   help="onnx (FILE.onnx, ONNX Runtime) or torchscript (FILE.pt, torch.jit.load)")
-    p.add_argument("--out", required=True, type=Path, metavar="FILE",
-                   help="the exported model (replaced if it exists); `sepbench separate --checkpoint FILE` runs it")
 
 
 def run(args) -> int:

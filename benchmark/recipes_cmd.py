@@ -6,12 +6,6 @@ from tabulate import tabulate
 import recipes
 from recipes import config
 
-HELP = "list the registered recipes with a description and parameter counts"
-
-
-def add_arguments(p) -> None:
-    p.add_argument("--sample-rate", type=int, default=8000, help="rate the models are built for (default 8000)")
-
 
 def _params(name: str, profile: str, sample_rate: int) -> str:
     cfg = config.resolve(name, profile)

@@ -8,8 +8,6 @@ the exit code is non-zero at the end if any failed.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import subprocess
 import sys
 import time
@@ -20,7 +18,7 @@ from recipes import config
 from recipes.checkpoint import finished_run
 from recipes.config import PROFILES
 from recipes.errors import SepbenchError
-from recipes.files import atomic_write_text
+from recipes.files import Stamp
 from recipes.runs import run_folder
 
 from . import __version__
@@ -28,6 +26,7 @@ from .data.demo import generate
 from .data.validate import format_report, validate
 from .evaluate import evaluate
 from .report.listen import build_listening_page
+from .scoring.choices import BUCKET_MODES
 
 DEMO_DIR = Path("data/demo")
 
@@ -40,7 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "`sepbench recipes` marks it)")
     p.add_argument("--seeds", type=int, default=1, help="training seeds per recipe (0..N-1; default 1): the "
                    "leaderboard pools a recipe's seeds into one row")
-    p.add_argument("--bucket", choices=("label", "measured"), default="label",
+    p.add_argument("--bucket", choices=BUCKET_MODES, default="label",
                    help="SNR buckets of the leaderboard (passed to sepbench evaluate)")
     p.add_argument("--force", action="store_true", help="retrain and re-evaluate everything")
     p.add_argument("--runs", default="runs", help="runs folder (default runs/)")
@@ -67,22 +66,15 @@ def prepare_data(args) -> Path:
     return DEMO_DIR
 
 
-def _file_signature(data: Path) -> str:
-    """Every file's path, size and modification time (and the benchmark version, whose checks may
-    change): any edit, addition or removal changes it, and it costs a stat per file, not a read."""
-    h = hashlib.sha256(__version__.encode())
-    for path in sorted(p for p in data.rglob("*") if p.is_file()):
-        st = path.stat()
-        h.update(f"{path.relative_to(data).as_posix()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:32]
-
-
 def check_data(data: Path, out: Path, force: bool = False) -> bool:
     """`sepbench validate` on the data set, unless these very files passed it before: reading
-    every clip again was most of a re-run with nothing to do (7 s of 11 on the real-speech set)."""
-    stamp = out / "cache" / f"validated-{_file_signature(data)}.json"
-    if stamp.is_file() and not force:
-        say(f"{data}: valid (unchanged since it was validated: {stamp.name})")
+    every clip again was most of a re-run with nothing to do (7 s of 11 on the real-speech set).
+    Files are compared by path, size and modification time (a stat each, no read), with the
+    benchmark version, whose checks may change."""
+    files = sorted(p for p in data.rglob("*") if p.is_file())
+    stamp = Stamp(out / "cache" / "validated.json", key={"data": str(data), "version": __version__}, stat=files)
+    if stamp.fresh() and not force:
+        say(f"{data}: valid (unchanged since it was validated: {stamp.path.name})")
         return True
     report = validate(data)
     if not report.ok:
@@ -91,8 +83,7 @@ def check_data(data: Path, out: Path, force: bool = False) -> bool:
         return False
     warnings = sum(1 for p in report.problems if p.level == "warning")
     say(f"{data}: valid ({warnings} warnings)")
-    stamp.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(stamp, json.dumps({"data": str(data), "warnings": warnings}) + "\n")
+    stamp.write()
     return True
 
 
@@ -160,7 +151,7 @@ def main(argv=None) -> int:
         result = evaluate(data / "test", runs=args.runs, out=args.out, jobs=args.jobs, force=args.force,
                           batch=args.batch, bucket=args.bucket)
         failed += [f"evaluation: {m}" for m in result.get("failed", [])]
-        page = build_listening_page(Path(args.out) / "results.csv", data / "test", args.out, runs_dir=args.runs)
+        page = build_listening_page(Path(args.out) / "results.csv", data / "test", args.out)
     except SepbenchError as exc:
         say(f"error: {exc}")
         return 2

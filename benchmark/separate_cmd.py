@@ -33,6 +33,8 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
+from benchmark.commands import CONTEXT_SECONDS
+from benchmark.commands import separate as add_arguments  # noqa: F401 (tests/test_separate.py parses with it)
 from benchmark.scoring import aggregate
 from benchmark.separate.core import StreamResampler, iter_separate, pick_device, resample_stream
 from benchmark.separate.export import load_separator
@@ -42,35 +44,12 @@ from recipes.files import atomic_path, remove_stale_temps, temp_prefix
 from recipes.runs import DEFAULT_SEED, run_folder
 from recipes.safe_names import RULE, is_safe_name
 
-HELP = "separate your own WAV/FLAC files (or folders) into <name>_voice and <name>_noise"
 PEAK_LIMIT = 0.99           # -0.09 dBFS: headroom for integer rounding in PCM/FLAC subtypes
-CONTEXT_SECONDS = 1.0       # covers the paper-size Conv-TasNet's receptive field (0.77 s each side)
 FADE_SECONDS = 0.25         # hides seams of models with utterance-level state (BiLSTM, gLN)
 # Shorter chunks each still carry 2 x context: at 1 ms and 1 s of context a model ran 2000
 # times per second of audio.
 MIN_CHUNK_SECONDS = 0.1
 _BLOCK = 1 << 16            # frames per block when converting the float temp files
-
-
-def add_arguments(parser) -> None:
-    src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--run", type=Path, metavar="DIR", help="run folder runs/<recipe>/<profile> (uses its best.pt)")
-    src.add_argument("--checkpoint", type=Path, metavar="FILE", help="a sepbench model checkpoint file, or a model "
-                     "from `sepbench export` (FILE.onnx, or a TorchScript FILE.pt)")
-    src.add_argument("--best", action="store_true", help=f"top trained model of the leaderboard by {aggregate.RANK_METRIC}")
-    parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="WAV/FLAC files or folders (recursive)")
-    parser.add_argument("--out", type=Path, default=Path("separated"), metavar="DIR",
-                        help="output folder; folder inputs keep their sub-paths (default: separated/)")
-    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
-    parser.add_argument("--chunk-seconds", type=float, default=8.0, metavar="S",
-                        help="model-side chunk length; 0 = whole file at once (default 8)")
-    parser.add_argument("--context-seconds", type=float, default=CONTEXT_SECONDS, metavar="S",
-                        help=f"extra audio each side of a chunk, thrown away (default {CONTEXT_SECONDS})")
-    parser.add_argument("--downmix", action="store_true", help="average channels into one mono output")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: keep them)")
-    parser.add_argument("--leaderboard", type=Path, default=Path("leaderboard"), metavar="DIR",
-                        help="for --best (default leaderboard/)")
-    parser.add_argument("--runs", type=Path, default=Path("runs"), metavar="DIR", help="for --best (default runs/)")
 
 
 def run(args) -> int:

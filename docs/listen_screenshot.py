@@ -29,12 +29,14 @@ import recipes
 from benchmark.data.demo import generate
 from benchmark.report import listen, render
 from benchmark.scoring import aggregate, references
+from benchmark.scoring.examples import Shown, oracle
 from benchmark.scoring.metrics import si_sdr
+from benchmark.scoring.write_examples import write_examples
 from benchmark.separate.core import separate
 from recipes.audio import read_audio
 from recipes.checkpoint import load_model, save_model
-from recipes.data import load_split
-from recipes.files import atomic_path
+from recipes.files import atomic_path, file_hash
+from recipes.folder import load_split
 
 SR = 8000
 N_MODELS = 12
@@ -42,9 +44,9 @@ ARGS = {"sample_rate": SR, "win_ms": 32.0, "hop_ms": 8.0, "hidden": 8, "n_layers
 MAX_BYTES = 200_000
 
 
-def _scores(model, profile, kind, clip, est, sources, mix, ckpt="") -> dict:
+def _scores(model, profile, kind, clip, est, sources, mix, ckpt="", digest="") -> dict:
     row = {"model": model, "profile": profile, "kind": kind, "clip_id": clip.id, "snr_label": clip.snr_label,
-           "checkpoint": ckpt, "checkpoint_hash": "", "failure_reason": ""}
+           "checkpoint": ckpt, "checkpoint_hash": digest, "failure_reason": ""}
     for s, name in enumerate(("voice", "noise")):
         before = si_sdr(mix, sources[s])
         row[f"input_{name}_sisdr"] = before
@@ -54,7 +56,8 @@ def _scores(model, profile, kind, clip, est, sources, mix, ckpt="") -> dict:
 
 
 def make_leaderboard(root: Path) -> tuple[Path, Path, Path]:
-    """Data, checkpoints and a results.csv + summary.csv + plot as evaluate writes them."""
+    """Data, checkpoints, and a results.csv + summary.csv + plot + kept estimates as evaluate
+    writes them."""
     data = generate(root / "data", n_train=1, n_test=8, seconds=2.0, sample_rate=SR, snrs=[-5, 0, 5, 10], seed=0)
     clips, runs, rows = load_split(data / "test"), root / "runs", []
     for seed in range(1, N_MODELS + 1):
@@ -63,6 +66,7 @@ def make_leaderboard(root: Path) -> tuple[Path, Path, Path]:
         save_model(path, recipes.get("lstm_mask").build(**ARGS), "lstm_mask", ARGS, SR)
     models = {p.parent.parent.name: p for p in sorted(runs.glob("*/smoke/best.pt"))}
     loaded = {name: load_model(p)[0] for name, p in models.items()}
+    digests = {name: file_hash(p) for name, p in models.items()}
     for clip in clips:
         mix = read_audio(clip.mix)[0]
         sources = np.stack([read_audio(clip.voice)[0], read_audio(clip.noise)[0]])
@@ -71,13 +75,15 @@ def make_leaderboard(root: Path) -> tuple[Path, Path, Path]:
                             sources, mix))
         for name, model in loaded.items():
             rows.append(_scores(name, "smoke", "trained", clip, separate(model, mix), sources, mix,
-                                f"runs/{name}/smoke/best.pt"))
+                                f"runs/{name}/smoke/best.pt", digests[name]))
     board = root / "leaderboard"
     board.mkdir()
     aggregate.write_csv(aggregate.sort_results(pd.DataFrame(rows)), board / "results.csv")
     summary = aggregate.summarize(aggregate.read_results(board / "results.csv"))
     aggregate.write_csv(summary, board / "summary.csv")
     render.plot(summary, board / render.PLOT_NAME)
+    shown = [Shown(name, "smoke", "trained", str(p), digests[name]) for name, p in models.items()]
+    write_examples(board, aggregate.read_results(board / "results.csv"), clips, [*shown, oracle()], 1, "cpu", {})
     return data / "test", runs, board
 
 
@@ -123,8 +129,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.keep or tmp)
-        test_dir, runs, board = make_leaderboard(root)
-        page = listen.build_listening_page(board / "results.csv", test_dir, board, runs_dir=runs)
+        test_dir, _, board = make_leaderboard(root)
+        page = listen.build_listening_page(board / "results.csv", test_dir, board)
         png = small_png(screenshot(page))
     with atomic_path(args.out) as tmp:
         Path(tmp).write_bytes(png)

@@ -1,9 +1,11 @@
 """Files written whole or not at all: atomic files and folders, cleanup of the temporaries a
-killed run leaves, content hashes. Shared by training, the benchmark and its tools."""
+killed run leaves, content hashes, and the stamps that let a step skip work whose inputs and
+outputs are unchanged. Shared by training, the benchmark and its tools."""
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -144,3 +146,62 @@ def file_hash(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()[:16]
+
+
+class Stamp:
+    """"Skip if unchanged", recorded in the JSON file `path`: `fresh()` is true only when the
+    inputs hash as they did at the last `write()` AND every output is still the exact file
+    written then (an output deleted or edited by hand is made again).
+
+    Inputs: `key`, any JSON-able value (versions, options, hashes the caller already has);
+    `content`, files hashed by their bytes (small ones, or ones rewritten unchanged); `stat`,
+    files known by path, size and modification time (large audio: no read to find nothing
+    changed). A missing input file counts as a value of its own. `outputs`: the files made from
+    them, recorded by content hash under their path relative to the stamp's folder; a folder
+    stands for every file under it (the stamp itself excepted), so a file added there counts too.
+    The inputs are hashed once, at the first fresh() or write(): a file edited while the caller
+    builds makes the next run build again instead of trusting what this one read."""
+
+    def __init__(self, path: str | Path, key=None, content=(), stat=(), outputs=()):
+        self.path = Path(path)
+        self.key, self.content, self.stat = key, [Path(p) for p in content], [Path(p) for p in stat]
+        self.outputs = [Path(p) for p in outputs]
+        self._inputs: str | None = None
+
+    def inputs_hash(self) -> str:
+        if self._inputs is None:
+            parts = {"key": self.key,
+                     "content": [[str(p), file_hash(p) if p.is_file() else None] for p in self.content],
+                     "stat": [[str(p), *_signature(p)] for p in self.stat]}
+            text = json.dumps(parts, sort_keys=True, default=str)
+            self._inputs = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        return self._inputs
+
+    def _output_hashes(self) -> dict[str, str | None]:
+        files = []
+        for p in self.outputs:
+            files += sorted(f for f in p.rglob("*") if f.is_file() and f.absolute() != self.path.absolute()) \
+                if p.is_dir() else [p]
+        return {os.path.relpath(p, self.path.parent): file_hash(p) if p.is_file() else None for p in files}
+
+    def fresh(self) -> bool:
+        try:
+            stored = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # no stamp yet, or a damaged one: build again
+            return False
+        return (isinstance(stored, dict) and stored.get("inputs") == self.inputs_hash()
+                and stored.get("outputs") == self._output_hashes())
+
+    def write(self) -> None:
+        """Record the inputs and the outputs as they are now; call it after the outputs are
+        complete (a run killed before it leaves the old stamp, which no longer matches)."""
+        record = {"inputs": self.inputs_hash(), "outputs": self._output_hashes()}
+        atomic_write_text(self.path, json.dumps(record, sort_keys=True, indent=1) + "\n")
+
+
+def _signature(path: Path) -> list:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return [None, None]
+    return [st.st_size, st.st_mtime_ns]

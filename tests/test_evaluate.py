@@ -18,11 +18,12 @@ import torch
 import recipes
 from benchmark import cli
 from benchmark import evaluate as ev
-from benchmark.scoring import aggregate, references
+from benchmark.scoring import aggregate, references, write_examples
 from benchmark.scoring import workers as eval_workers
 from recipes.checkpoint import save_model
-from recipes.data import FolderDataset, load_split
+from recipes.data import FolderDataset
 from recipes.files import temp_prefix
+from recipes.folder import load_split
 
 TINY = {"conv_tasnet": dict(n_blocks=2, n_repeats=1, n_filters=32, bn_chan=16, hid_chan=32, skip_chan=16),
         "lstm_mask": dict(hidden=16, n_layers=1)}
@@ -119,6 +120,42 @@ def test_second_call_is_a_cache_noop(first, tmp_path, tiny_data, monkeypatch):
     assert again["evaluated"] == 0 and again["cached"] == N_MODELS
     for key in ("results", "summary", "leaderboard", "plot"):
         assert Path(again[key]).read_bytes() == Path(result[key]).read_bytes(), key
+
+
+def test_listening_estimates_are_kept_and_score_as_results_says(first, tmp_path, tiny_data, monkeypatch):
+    """evaluate keeps, per SNR label, the median clip's estimates of every trained model and the
+    oracle (OUT/cache/listen), and they are the audio that was scored: their SI-SDR is the row's.
+    A no-op re-run leaves them untouched and loads no model; the page is built from them."""
+    from benchmark.report.listen import build_listening_page
+    from benchmark.scoring import examples
+    from benchmark.scoring.metrics import si_sdr
+    from recipes.audio import read_audio
+
+    result, root, _ = first
+    where = Path(result["listen_audio"])
+    index = examples.read_index(where)
+    assert [m["label"] for m in index["models"]] == ["conv_tasnet/tiny", "lstm_mask/tiny", "oracle_irm"]
+    assert len(index["clips"]) == 3 and index["per_bucket"] == 1  # one per SNR label (-3, 0, 3)
+    df = aggregate.read_results(result["results"])
+    clips = {c.id: c for c in load_split(tiny_data / "test")}
+    for entry in index["models"]:
+        assert entry["failed"] == {}
+        for cid in index["clips"]:
+            est = read_audio(examples.estimate_path(where, entry, cid, "voice"))[0]
+            row = df[(df["model"] == entry["model"]) & (df["clip_id"] == cid)]
+            assert abs(si_sdr(est, read_audio(clips[cid].voice)[0]) - row["voice_sisdr"].iloc[0]) < 1e-3
+
+    runs, out = copy_of(first, tmp_path)
+    before = {p: p.stat().st_mtime_ns for p in (out / "cache" / "listen").rglob("*")}
+    with monkeypatch.context() as m:
+        m.setattr(write_examples, "load_model", lambda *a: pytest.fail("a model was loaded for unchanged estimates"))
+        ev.evaluate(tiny_data / "test", runs, out, jobs=1, device="cpu", log=lambda *_: None)
+    assert {p: p.stat().st_mtime_ns for p in (out / "cache" / "listen").rglob("*")} == before
+    page = build_listening_page(out / "results.csv", tiny_data / "test", out, log=lambda *_: None)
+    assert page.read_text(encoding="utf-8").count("<audio") == 3 * (3 + 2 * 3)
+    ev.evaluate(tiny_data / "test", runs, out, jobs=1, device="cpu", log=lambda *_: None, listen_clips=2)
+    assert examples.read_index(out / "cache" / "listen")["per_bucket"] == 2
+    assert len(examples.read_index(out / "cache" / "listen")["clips"]) == 6
 
 
 def test_outputs_are_made_again_only_when_an_input_or_an_output_changed(first, tmp_path, tiny_data, monkeypatch):
@@ -415,7 +452,7 @@ def test_names_come_from_folder_names_and_never_leave_the_output_folder(first, t
     assert not outside.exists()
     df = aggregate.read_results(out / "results.csv")
     assert set(zip(df["model"], df["profile"])) == {("conv_tasnet", "tiny"), ("lstm_mask", "tiny")}
-    assert all(re.fullmatch(r"(trained|inputs|reference|oracle)-[0-9a-f]{32}\.csv|outputs\.json", p.name)
+    assert all(re.fullmatch(r"(trained|inputs|reference|oracle)-[0-9a-f]{32}\.csv|outputs\.json|listen|listen\.json", p.name)
                for p in (out / "cache").iterdir())
 
 

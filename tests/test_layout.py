@@ -1,4 +1,4 @@
-"""The import graph keeps the layout README.md describes: recipes/ never imports benchmark/,
+"""The import graph keeps the layout docs/architecture.md describes: recipes/ never imports benchmark/,
 every arrow between benchmark's sub-packages points down the layer order below, no two modules
 import each other (directly or around a loop), and a function-local import exists only as a
 commented exception (a slow import that most callers never need)."""
@@ -85,6 +85,19 @@ def test_arrows_between_sub_packages_point_down():
     up = [f"{m} ({_unit(m)}) line {ln} imports {t} ({_unit(t)})" for m in MODULES for t, ln, _ in imports(m)
           if LAYERS.index(_unit(t)) < LAYERS.index(_unit(m))]
     assert not up, up
+
+
+def test_the_report_floor_reaches_no_model_code():
+    """benchmark.report only reads files: nothing it imports at module level, however indirectly,
+    is the separation code or the checkpoint loader (which bring torch and the models)."""
+    seen, todo = set(), [m for m in MODULES if _unit(m) == "benchmark.report"]
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo += [t for t, _, local in imports(module) if not local]
+    bad = sorted(m for m in seen if _unit(m) == "benchmark.separate" or m in ("recipes.checkpoint", "recipes.train"))
+    assert not bad, bad
 
 
 def _cycle(graph: dict[str, set[str]]) -> list[str] | None:

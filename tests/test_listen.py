@@ -1,5 +1,6 @@
 """The listening page, built from a tiny run: 4 generated clips (2 SNR labels), an untrained
-lstm_mask checkpoint in a normal run folder and one in a run folder named like an XSS payload.
+lstm_mask checkpoint in a normal run folder and one in a run folder named like an XSS payload,
+whose estimates write_examples keeps as `sepbench evaluate` does (2 clips per label).
 Checked as files (escaping, relative links, clip choice, levels, determinism, atomic swap) and in
 Debian's headless chromium, over http and file://: every player loads its audio, every image
 decodes, no request fails, no script runs.
@@ -29,7 +30,7 @@ import soundfile as sf
 from benchmark.cli import main
 from benchmark.data.loudness import match_loudness
 from benchmark.report import listen, render
-from benchmark.scoring import aggregate
+from benchmark.scoring import aggregate, examples
 from recipes.files import recover_folder
 
 SR = 8000
@@ -40,7 +41,7 @@ CLIPS = {"0001": (-3, -3.5), "0002": (-3, -2.0), "0003": (3, 3.5), "0004": (3, 2
 MODELS = [("mixture", "-", "reference", 0.0), ("oracle_irm", "-", "oracle", 12.0), ("oracle_ibm", "-", "oracle", 11.0),
           ("lstm_mask", "smoke", "trained", 2.0), (EVIL, EVIL_PROFILE, "trained", 5.0)]
 # Ten more trained models, ranked below lstm_mask, for a page as wide as a real one: their rows are
-# lstm_mask's checkpoint under other names (the page separates with whatever checkpoint a row names).
+# lstm_mask's checkpoint under other names (its estimates are kept under each name).
 COPIES = ["conv_tasnet", "spec_unet", "dcunet", "dprnn", "dccrnet", "wave_unet", "lstm_tasnet", "deep_clustering",
           "sudormrf", "gtcrn"]
 MODELS += [(name, "smoke", "trained", 1.9 - k / 10) for k, name in enumerate(COPIES)]
@@ -66,15 +67,19 @@ def _write_data(root: Path) -> Path:
     return root / "test"
 
 
-def _write_run(root: Path) -> tuple[Path, Path]:
+def _write_run(root: Path, test_dir: Path) -> tuple[Path, Path]:
     import torch
 
     import recipes
+    from benchmark.scoring.examples import Shown, oracle
+    from benchmark.scoring.write_examples import write_examples
     from recipes.checkpoint import save_model
+    from recipes.files import file_hash
+    from recipes.folder import load_split
 
     runs = root / "runs"
     args = {"sample_rate": SR, "win_ms": 32.0, "hop_ms": 8.0, "hidden": 8, "n_layers": 1, "dropout": 0.3}
-    rows = []
+    rows, shown = [], []
     for seed, (model, profile, kind, level) in enumerate(MODELS):
         ckpt = ""
         if model in COPIES:
@@ -83,13 +88,18 @@ def _write_run(root: Path) -> tuple[Path, Path]:
             torch.manual_seed(seed)
             save_model(runs / model / profile / "best.pt", recipes.get("lstm_mask").build(**args), "lstm_mask", args, SR)
             ckpt = f"runs/{model}/{profile}/best.pt"
+        digest = file_hash(root / ckpt) if ckpt else ""
+        if kind == "trained":
+            shown.append(Shown(model, profile, kind, str(root / ckpt), digest))
         for j, (cid, (label, base)) in enumerate(CLIPS.items()):
             gain = level + j / 4
             rows.append({"model": model, "profile": profile, "kind": kind, "clip_id": cid, "snr_label": float(label),
                          "voice_sisdr": base + gain, "voice_sisdri": gain, "noise_sisdr": -base + gain,
                          "noise_sisdri": gain, "input_voice_sisdr": base, "input_noise_sisdr": -base,
-                         "checkpoint": ckpt, "checkpoint_hash": "", "failure_reason": ""})
+                         "checkpoint": ckpt, "checkpoint_hash": digest, "failure_reason": ""})
     pd.DataFrame(rows).to_csv(root / "results.csv", index=False)
+    results = aggregate.read_results(root / "results.csv")
+    write_examples(root, results, load_split(test_dir), [*shown, oracle()], 2, "cpu", {}, log=lambda m: None)
     # What evaluate writes beside results.csv, and the page shows on top.
     summary = aggregate.summarize(aggregate.read_results(root / "results.csv"))
     aggregate.write_csv(summary, root / "summary.csv")
@@ -101,12 +111,13 @@ def _write_run(root: Path) -> tuple[Path, Path]:
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("listen")
     test_dir = _write_data(root / "data")
-    runs, results = _write_run(root)
+    runs, results = _write_run(root, test_dir)
     return {"test_dir": test_dir, "runs": runs, "results": results, "root": root}
 
 
-def _build(run, out, **kw) -> Path:
-    return listen.build_listening_page(run["results"], run["test_dir"], out, runs_dir=run["runs"], log=lambda m: None, **kw)
+def _build(run, out, clips_per_bucket=1, **kw) -> Path:
+    return listen.build_listening_page(run["results"], run["test_dir"], out, clips_per_bucket=clips_per_bucket,
+                                       log=lambda m: None, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -253,19 +264,19 @@ def _mtimes(folder: Path) -> dict[str, int]:
 
 def test_rebuild_only_when_inputs_change(run, tmp_path):
     """A second build from the same inputs writes nothing (a no-op ./run_all.sh re-run stays fast);
-    a changed results.csv, summary.csv, plot, checkpoint or audio file rebuilds the page."""
+    a changed results.csv, summary.csv, plot, kept estimate or audio file rebuilds the page."""
     board = tmp_path / "board"
     board.mkdir()
     for name in ("results.csv", "summary.csv", render.PLOT_NAME):
         shutil.copy2(run["results"].parent / name, board / name)
+    shutil.copytree(run["results"].parent / "cache", board / "cache")
     data = Path(shutil.copytree(run["test_dir"], tmp_path / "test"))
     out, said = tmp_path / "lb", []
 
     def build(**kw):
         said.clear()
         started = time.perf_counter()
-        page = listen.build_listening_page(board / "results.csv", data, out, runs_dir=run["runs"], log=said.append,
-                                           **kw)
+        page = listen.build_listening_page(board / "results.csv", data, out, log=said.append, **kw)
         return page, time.perf_counter() - started
 
     page, full = build()
@@ -300,7 +311,8 @@ def test_listen_command(run, tmp_path, capsys):
     out = tmp_path / "lb"
     out.mkdir()
     shutil.copy(run["results"], out / "results.csv")
-    argv = ["listen", "--data", str(run["test_dir"].parent), "--out", str(out), "--runs", str(run["runs"]),
+    shutil.copytree(run["results"].parent / "cache", out / "cache")
+    argv = ["listen", "--data", str(run["test_dir"].parent), "--out", str(out), "--clips-per-bucket", "1",
             "--models", "lstm_mask, oracle_irm"]
     assert main(argv) == 0
     text = _clips_table(out / "listen" / "index.html")
@@ -316,10 +328,87 @@ def test_listen_command(run, tmp_path, capsys):
 
 def test_listen_command_without_results(run, tmp_path, capsys):
     out = tmp_path / "empty"
-    assert main(["listen", "--data", str(run["test_dir"]), "--out", str(out), "--runs", str(run["runs"])]) == 2
+    assert main(["listen", "--data", str(run["test_dir"]), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(out / "results.csv") in err, err
     assert not out.exists()
+
+
+def _board(run, tmp_path) -> Path:
+    """A copy of the fixture's leaderboard folder (results, summary, plot, kept estimates)."""
+    board = tmp_path / "board"
+    board.mkdir()
+    for name in ("results.csv", "summary.csv", render.PLOT_NAME):
+        shutil.copy2(run["results"].parent / name, board / name)
+    shutil.copytree(run["results"].parent / "cache", board / "cache")
+    return board
+
+
+def _refused(argv, capsys) -> str:
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_listen_refuses_what_the_kept_estimates_cannot_show(run, tmp_path, capsys):
+    """Each refusal is one line, and no page is written: an unknown model name, more clips than
+    evaluate kept, a results.csv that lost a shown row, estimates of another checkpoint, no
+    estimates at all. None of them is a page quietly missing a column or a row."""
+    board = _board(run, tmp_path)
+    argv = ["listen", "--data", str(run["test_dir"]), "--out", str(board)]
+    assert "--models nosuch" in _refused([*argv, "--models", "lstm_mask,nosuch"], capsys)
+    err = _refused([*argv, "--clips-per-bucket", "3"], capsys)
+    assert "2 clips per SNR label" in err and "--listen-clips 3" in err
+    assert "--clips-per-bucket 0" in _refused([*argv, "--clips-per-bucket", "0"], capsys)
+    assert not (board / "listen").exists()
+
+    results = pd.read_csv(board / "results.csv", dtype={"clip_id": str}, keep_default_na=False)
+    truncated = results[~((results["model"] == "lstm_mask") & (results["clip_id"] == "0004"))]
+    truncated.to_csv(board / "results.csv", index=False)
+    err = _refused(argv, capsys)
+    assert "no row of lstm_mask/smoke for clip 0004" in err
+    retrained = results.copy()
+    retrained.loc[retrained["model"] == "lstm_mask", "checkpoint_hash"] = "0" * 64
+    retrained.to_csv(board / "results.csv", index=False)
+    assert "another checkpoint" in _refused(argv, capsys)
+    results.to_csv(board / "results.csv", index=False)
+    assert main(argv) == 0 and (board / "listen" / "index.html").is_file()
+
+    shutil.rmtree(board / "cache")
+    assert "no estimates for the listening page" in _refused(argv, capsys)
+
+
+def test_page_plays_the_estimates_evaluate_kept(run, tmp_path):
+    """An edited kept estimate is what the page plays, and touching one rebuilds the page: the
+    page reads the files; it does not separate again."""
+    board = _board(run, tmp_path)
+    where = board / "cache" / "listen"
+    index = examples.read_index(where)
+    entry = next(e for e in index["models"] if e["label"] == "lstm_mask/smoke")
+    path = examples.estimate_path(where, entry, "0001", "voice")
+    voice = sf.read(str(run["test_dir"] / "0001" / "voice.wav"))[0]
+    sf.write(str(path), voice.astype(np.float32), SR, subtype="FLOAT")  # a perfect estimate
+    page = listen.build_listening_page(board / "results.csv", run["test_dir"], tmp_path / "lb", clips_per_bucket=1,
+                                       log=lambda m: None)
+    column = LABELS.index("lstm_mask/smoke") + 1
+    heard = sf.read(str(page.parent / "audio" / f"01_m{column:02d}_voice.wav"))[0]
+    true = sf.read(str(page.parent / "audio" / "01_voice.wav"))[0]
+    assert np.corrcoef(heard, true)[0, 1] > 0.999
+
+
+def test_report_layer_loads_no_model():
+    """benchmark.report imports neither torch nor the separation code: the page only reads files."""
+    import subprocess
+    import sys
+
+    code = ("import sys, benchmark.report.listen, benchmark.listen_cmd; "
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'benchmark.separate', "
+            "'recipes.checkpoint'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).parent.parent)
+    assert out.stdout.strip() == "[]", out.stdout
 
 
 # ---- in a real browser ----
@@ -521,7 +610,7 @@ def test_browser_model_choice_from_file(page, browser):
 def test_only_each_models_lowest_seed_is_played_and_scored():
     import pandas as pd
 
-    from benchmark.report.listen import _first_seed
+    from benchmark.scoring.examples import first_seed as _first_seed
 
     df = pd.DataFrame({"model": ["a", "a", "a", "a", "mixture"], "profile": ["cpu"] * 4 + ["-"],
                        "kind": ["trained"] * 4 + ["reference"], "seed": ["1", "1", "0", "0", ""],

@@ -1,7 +1,9 @@
-"""results.csv + test clips + checkpoints -> OUT/listen/index.html, the "audio examples" page:
-for a few clips per SNR label, the mixture, the true stems and every model's voice and noise
-estimates, each with a player, a spectrogram and the SI-SDR(i) the benchmark gave it; above them
-the leaderboard's ranking (summary.csv) and its per-SNR plot, and a choice of the models shown.
+"""results.csv + the estimates evaluate kept + test clips -> OUT/listen/index.html, the "audio
+examples" page: for a few clips per SNR label, the mixture, the true stems and every model's voice
+and noise estimates, each with a player, a spectrogram and the SI-SDR(i) the benchmark gave it;
+above them the leaderboard's ranking (summary.csv) and its per-SNR plot, and a choice of the
+models shown. No model is loaded here: `sepbench evaluate` leaves the estimates of the chosen
+clips in OUT/cache/listen/ (scoring/examples.py), and this module only reads files.
 
 Levels: every estimate is scaled to the integrated loudness (ITU-R BS.1770, pyloudnorm) of the
 true stem it estimates, so switching players compares separation quality, not level. Clips
@@ -15,15 +17,14 @@ keeps the model choice in the URL: hiding a model is CSS, so the page works with
 Audio and image file names are built from indices, never from a model, run or clip name; those
 are only displayed, as text the template (templates/listen.html) autoescapes. The folder is built
 beside listen/ and swapped in at the end, so an interrupted build leaves the previous page. Same
-inputs, same bytes; and when a hash of the inputs equals the one stored with the page, nothing is
-rebuilt, so re-running ./run_all.sh costs no separations.
+inputs, same bytes; and while its inputs and files are those of the last build (a Stamp),
+nothing is rebuilt.
 """
 from __future__ import annotations
 
 import base64
 import hashlib
 import io
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,26 +35,22 @@ import numpy as np
 import soundfile as sf
 
 from recipes.audio import read_audio
-from recipes.checkpoint import load_model
-from recipes.data import load_split
 from recipes.errors import SepbenchError
-from recipes.files import atomic_folder, file_hash
+from recipes.files import Stamp, atomic_folder
+from recipes.folder import load_split
 
 from ..data.loudness import match_loudness
-from ..scoring import references
+from ..scoring import examples
 from ..scoring.aggregate import ALL, RANK_METRIC, bucket_label, read_results, read_summary, summarize
 from ..scoring.metrics import METRICS
-from ..separate.core import separate_clip
 from . import render
 from .render import PLOT_NAME
 
-ORACLE = "oracle_irm"
 PEAK = 10 ** (-0.2 / 20)
 SPEC_RANGE_DB = 80.0
 IMG_W, IMG_H, DPI = 210, 80, 100  # 210 px: the narrowest audio player whose buttons all show (Chromium)
-STAMP = ".inputs.sha256"  # hidden: static hosts tend not to publish dotfiles, and it names no path
+STAMP = ".stamp.json"  # hidden: static hosts tend not to publish dotfiles, and it names no path
 PLOT_FILE = "img/si_sdri_by_snr.png"
-# The ranking's columns, as in LEADERBOARD.md's main table (those summary.csv holds).
 _TEMPLATE_DIR = Path(__file__).parent / "templates"
 _TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(_TEMPLATE_DIR), autoescape=True,
                                 keep_trailing_newline=True)
@@ -63,8 +60,7 @@ _TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(_TEMPLATE_DIR), a
 class _Column:
     label: str  # displayed (as text: the template escapes it)
     key: tuple[str, str, str]  # (model, profile, kind) in results.csv
-    checkpoint: Path | None  # None: the oracle, computed from the true stems
-    hashes: tuple[str, ...] = ()  # checkpoint hashes results.csv scored (checked only when rebuilding)
+    entry: dict  # its entry in the estimates index (folder, failed clips)
 
 
 def _mean(values) -> float:
@@ -73,73 +69,51 @@ def _mean(values) -> float:
     return float(v.mean()) if v.size else -math.inf
 
 
-def _resolve(value: str, runs_dir) -> Path | None:
-    """checkpoint column -> file: absolute, or relative to the runs folder's parent as evaluate
-    writes it (runs/<recipe>/<profile>/best.pt); also tried inside runs_dir if it was renamed."""
-    p = Path(value)
-    candidates = [p] if p.is_absolute() or runs_dir is None else \
-        [Path(runs_dir).parent / p, Path(runs_dir).joinpath(*p.parts[1:])]
-    return next((c for c in candidates if c.is_file()), None)
-
-
-def _first_seed(results):
-    """Only each model's lowest seed (`run_all --seeds N`): the page plays one checkpoint per
-    model, and the scores beside its players must be that checkpoint's."""
-    if "seed" not in results.columns:
-        return results
-    seed = results["seed"].map(lambda s: int(s) if str(s).isdigit() else -1)
-    lowest = seed.groupby([results["model"], results["profile"], results["kind"]]).transform("min")
-    return results[seed == lowest].reset_index(drop=True)
-
-
-def _columns(results, runs_dir, models) -> tuple[list[_Column], list[str]]:
-    """Trained models in leaderboard order (mean voice SI-SDRi over all clips), then the oracle."""
-
-    wanted = None if models is None else {models} if isinstance(models, str) else set(models)
-    columns, notes, ranked = [], [], []
-    trained = results[results["kind"] == "trained"]
-    for (model, profile), group in trained.groupby(["model", "profile"], sort=True):
-        label = f"{model}/{profile}"
-        if wanted is None or model in wanted or label in wanted:
-            ranked.append((-_mean(group[RANK_METRIC]), model, profile, group))
-    for _, model, profile, group in sorted(ranked, key=lambda r: r[:3]):
-        label, ckpt = f"{model}/{profile}", sorted(set(group["checkpoint"]) - {""})
-        path = _resolve(ckpt[0], runs_dir) if ckpt else None
-        if path is None:
-            notes.append(f"{label}: left out, its checkpoint {ckpt[0] if ckpt else '(none)'} was not found")
+def _columns(results, index: dict, where: Path, models) -> tuple[list[_Column], list[str]]:
+    """The models of the estimates index, trained ones in leaderboard order (mean voice SI-SDRi
+    over all clips), then the oracle; `models` picks some by name (recipe, recipe/profile or
+    oracle_irm), and a name that picks nothing is an error, not a page without that column."""
+    wanted = None if models is None else [models] if isinstance(models, str) else list(models)
+    known = {n for e in index["models"] for n in (e["model"], e["label"])}
+    unknown = [m for m in wanted or [] if m not in known]
+    if unknown:
+        raise SepbenchError(f"--models {','.join(unknown)}: not among the models whose estimates {where} holds "
+                            f"({', '.join(e['label'] for e in index['models'])})")
+    notes, ranked = [], []
+    for entry in index["models"]:
+        if wanted is not None and entry["model"] not in wanted and entry["label"] not in wanted:
             continue
-        hashes = tuple(sorted(set(group.get("checkpoint_hash", [])) - {""}))
-        columns.append(_Column(label, (model, profile, "trained"), path, hashes))
-    if wanted is None or ORACLE in wanted:
-        columns.append(_Column(ORACLE, (ORACLE, "-", "oracle"), None))
-    return columns, notes
+        key = (entry["model"], entry["profile"], entry["kind"])
+        rows = _rows_of(results, key)
+        if rows.empty and entry["kind"] == "trained":  # the oracle plays from the stems, scored or not
+            raise SepbenchError(f"{where}: holds estimates of {entry['label']}, which results.csv does not score; "
+                                "re-run `sepbench evaluate`")
+        if entry["kind"] == "trained" and entry["checkpoint_hash"] not in set(rows["checkpoint_hash"]):
+            raise SepbenchError(f"{where}: the estimates of {entry['label']} come from another checkpoint than "
+                                "results.csv scores; re-run `sepbench evaluate`")
+        order = (1, 0.0) if entry["kind"] != "trained" else (0, -_mean(rows[RANK_METRIC]))
+        ranked.append((order, entry["label"], _Column(entry["label"], key, entry)))
+    shown = {(e["model"], e["profile"]) for e in index["models"]}
+    trained = results[results["kind"] == "trained"]
+    for model, profile in sorted(set(zip(trained["model"], trained["profile"])) - shown):
+        if wanted is None or model in wanted or f"{model}/{profile}" in wanted:
+            notes.append(f"{model}/{profile}: left out, no estimates of it in {where} (re-run `sepbench evaluate`)")
+    return [c for _, _, c in sorted(ranked, key=lambda r: r[:2])], notes
 
 
-def _select(results, clips, per_bucket: int) -> list:
-    """Per SNR label, the `per_bucket` clips around the median input voice SI-SDR (ties and even
-    counts resolved by clip id, lower median first): typical clips, not the best or the worst."""
-    scored = set(results["clip_id"])
-    source = results if "input_voice_sisdr" in results else results[results["model"] == "mixture"]
-    column = "input_voice_sisdr" if "input_voice_sisdr" in results else "voice_sisdr"
-    level = {cid: float(v) for cid, v in zip(source["clip_id"], source[column])}
-    chosen = []
-    for label in sorted({c.snr_label for c in clips}):
-        bucket = sorted((c for c in clips if c.snr_label == label and c.id in scored),
-                        key=lambda c: (math.inf if math.isnan(level.get(c.id, math.nan)) else level[c.id], c.id))
-        k = min(per_bucket, len(bucket))
-        start = (len(bucket) - k) // 2
-        chosen += bucket[start:start + k]
+def _clips(results, index: dict, per_bucket: int | None, where: Path) -> list[str]:
+    """The clip ids shown: all that evaluate kept, or the `per_bucket` around each label's median
+    (a subset of them, as the choice is centred on the median)."""
+    if per_bucket is None or per_bucket == index["per_bucket"]:
+        return list(index["clips"])
+    if per_bucket > index["per_bucket"]:
+        raise SepbenchError(f"--clips-per-bucket {per_bucket}: {where} holds estimates of {index['per_bucket']} "
+                            f"clips per SNR label; re-run `sepbench evaluate --listen-clips {per_bucket}`")
+    chosen = examples.listen_clips(results, per_bucket)
+    missing = sorted(set(chosen) - set(index["clips"]))
+    if missing:
+        raise SepbenchError(f"{where}: no estimates of clip {missing[0]}; re-run `sepbench evaluate`")
     return chosen
-
-
-def _separator(column: _Column, sample_rate: int):
-    if column.checkpoint is None:
-        return lambda mix, sources: references.estimate(ORACLE, mix, sources, sample_rate)
-    model, payload = load_model(column.checkpoint)
-    if payload["sample_rate"] != sample_rate:
-        raise SepbenchError(f"trained at {payload['sample_rate']} Hz, the test set is {sample_rate} Hz")
-
-    return lambda mix, sources: separate_clip(model, mix, sample_rate)  # as evaluate scored it
 
 
 def _spectrogram(x: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -184,7 +158,25 @@ def _score(results, key, clip_id: str, source: str, improvement: bool = True) ->
     return f"SI-SDR {value:.1f} dB", ("" if math.isnan(gain) or not improvement else f"{gain:+.1f} dB")
 
 
-def _row(i, clip, columns, separators, results, folder: Path) -> dict:
+def _estimate(where: Path, column: _Column, clip, n: int):
+    """The column's estimates [2, T] of a clip as evaluate kept them, or the reason it has none."""
+    if clip.id in column.entry["failed"]:
+        return str(column.entry["failed"][clip.id])
+    est = []
+    for source in examples.SOURCES:
+        path = examples.estimate_path(where, column.entry, clip.id, source)
+        try:
+            x, _ = read_audio(path)
+        except SepbenchError as exc:
+            raise SepbenchError(f"{exc}; re-run `sepbench evaluate`") from None
+        if len(x) != n:
+            raise SepbenchError(f"{path}: {len(x)} samples, the test clip has {n}: the estimates were not made "
+                                "from this test set; re-run `sepbench evaluate`")
+        est.append(x)
+    return np.stack(est).astype(np.float64)
+
+
+def _row(i, clip, columns, where: Path, results, folder: Path) -> dict:
     """Write one row's audio and images into `folder`; return the row's data for the template:
     the mixture, the true stems, and per column its voice and noise estimates."""
 
@@ -194,15 +186,8 @@ def _row(i, clip, columns, separators, results, folder: Path) -> dict:
     cells = [("mix", mix, "mixture", "voice " + mix_score[0], ""), ("voice", sources[0], "true voice", "reference", ""),
              ("noise", sources[1], "true noise", "reference", "")]
     for j, column in enumerate(columns, 1):
-        run = separators.get(column.label)
-        est = None
-        if run is not None:
-            try:
-                est = np.asarray(run(mix, sources), np.float64)
-                est = est if np.all(np.isfinite(est)) else "the model's output is not finite"
-            except Exception as exc:  # one clip's failure is a note in its cell, not a lost page
-                est = f"separation failed: {type(exc).__name__}"
-        for s, source in enumerate(("voice", "noise")):
+        est = _estimate(where, column, clip, len(mix))
+        for s, source in enumerate(examples.SOURCES):
             audio = est if not isinstance(est, np.ndarray) else match_loudness(est[s], sources[s], sr)
             cells.append((f"m{j:02d}_{source}", audio, f"{column.label} {source}",
                           *_score(results, column.key, clip.id, source)))
@@ -278,79 +263,61 @@ def _page(rows, columns, notes, n_clips, board: _Board, plot: bool) -> str:
         img_w=IMG_W, img_h=IMG_H, board=table, rank_label=METRICS[RANK_METRIC].label, plot=PLOT_FILE if plot else "")
 
 
-def _sha(path: Path) -> str | None:
-    return file_hash(path) if path.is_file() else None
-
-
-def _stat(path: Path) -> list:
-    st = path.stat()
-    return [str(path.absolute()), st.st_size, st.st_mtime_ns]
-
-
-def _inputs_key(results_csv: Path, summary_csv: Path, plot: Path, columns, chosen, n_clips: int) -> str:
-    """A hash of everything the page is made of: the code and templates that write it, the score
-    tables and plot (by content: evaluate may rewrite them unchanged), and the checkpoints and
-    audio files it reads (by path, size and modification time, so no audio is read to find that
-    nothing changed)."""
-    own = [Path(__file__), *sorted(p for p in _TEMPLATE_DIR.iterdir() if p.is_file())]
-    parts = {"code": [_sha(p) for p in own], "results": _sha(results_csv), "summary": _sha(summary_csv),
-             "plot": _sha(plot), "n_clips": n_clips,
-             "columns": [[c.label, list(c.key), _stat(c.checkpoint) if c.checkpoint else None] for c in columns],
-             "clips": [[c.id, c.snr_label, *(_stat(Path(p)) for p in (c.mix, c.voice, c.noise))] for c in chosen]}
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode("utf-8")).hexdigest()
-
-
-def _stored_key(dest: Path) -> str | None:
-    try:
-        return (dest / STAMP).read_text(encoding="ascii").strip() if (dest / "index.html").is_file() else None
-    except (OSError, UnicodeDecodeError):
-        return None
-
-
-def build_listening_page(results_csv, test_dir, out_dir, runs_dir=None, clips_per_bucket: int = 1,
+def build_listening_page(results_csv, test_dir, out_dir, clips_per_bucket: int | None = None,
                          models=None, log=print, force: bool = False) -> Path:
     """Write OUT/listen/ (index.html, audio/, img/) and return the path of index.html.
 
-    `models`: names ("recipe" or "recipe/profile", and "oracle_irm") to show; default all trained
-    models plus the oracle. Checkpoint paths in results.csv are resolved against `runs_dir`.
-    summary.csv and the per-SNR plot are read beside results.csv. When the inputs are those the
-    page was built from, nothing is written (`force`: rebuild anyway)."""
+    The estimates are those evaluate kept in OUT/cache/listen/ (for the page: never a model run
+    here); `clips_per_bucket` shows fewer of them per SNR label (default: all). `models`: names
+    ("recipe" or "recipe/profile", and "oracle_irm") to show; default all. summary.csv and the
+    per-SNR plot are read beside results.csv. When the inputs and the page's files are those of
+    the last build, nothing is written (`force`: rebuild anyway)."""
 
     results_csv = Path(results_csv)
-    results = _first_seed(read_results(results_csv))
-    clips = load_split(test_dir)
-    columns, notes = _columns(results, runs_dir, models)
-    chosen = _select(results, clips, clips_per_bucket)
-    if not chosen:
-        raise SepbenchError(f"{results_csv}: no scored clip of {test_dir} to put on the listening page")
+    out_dir = Path(out_dir)
+    where = examples.folder(results_csv.parent)
+    index = examples.read_index(where)
+    results = examples.first_seed(read_results(results_csv))
+    clips = {c.id: c for c in load_split(test_dir)}
+    columns, notes = _columns(results, index, where, models)
+    chosen = []
+    for cid in _clips(results, index, clips_per_bucket, where):
+        if cid not in clips:
+            raise SepbenchError(f"{test_dir}: has no clip {cid}, which the leaderboard shows: is it the test set "
+                                "it was scored on?")
+        chosen.append(clips[cid])
+    for column in columns:
+        scored = set(_rows_of(results, column.key)["clip_id"])
+        if not scored and column.key[2] != "trained":
+            continue  # an unscored oracle (evaluate --no-references): its cells say "SI-SDR –"
+        lost = [c.id for c in chosen if c.id not in scored]
+        if lost:
+            raise SepbenchError(f"{results_csv}: no row of {column.label} for clip {lost[0]}: it does not match "
+                                f"the estimates in {where}; re-run `sepbench evaluate`")
     summary_csv, plot = results_csv.parent / "summary.csv", results_csv.parent / PLOT_NAME
-    dest = Path(out_dir) / "listen"
-    key = _inputs_key(results_csv, summary_csv, plot, columns, chosen, len(clips))
-    if not force and _stored_key(dest) == key:
-        for n in notes:
-            log(f"listening page: {n}")
-        log(f"listening page up to date: {dest / 'index.html'}")
-        return dest / "index.html"
-    for column in columns:
-        if column.hashes and file_hash(column.checkpoint) not in column.hashes:
-            notes.append(f"{column.label}: the checkpoint changed since it was scored; its SI-SDR values are stale")
-    board = _Board(_summary(summary_csv, results))
-    sample_rate = read_audio(chosen[0].mix)[1]
-    separators = {}
-    for column in columns:
-        try:
-            separators[column.label] = _separator(column, sample_rate)
-        except SepbenchError as exc:
-            notes.append(f"{column.label}: not separated ({exc})")
+    dest = out_dir / "listen"
+    own = [Path(__file__), *sorted(p for p in _TEMPLATE_DIR.iterdir() if p.is_file())]
+    estimates = [examples.estimate_path(where, c.entry, clip.id, s) for c in columns for clip in chosen
+                 if clip.id not in c.entry["failed"] for s in examples.SOURCES]
+    # Tables, plot and index by content (evaluate may rewrite them unchanged); audio by path,
+    # size and time, so that finding nothing changed reads no audio.
+    stamp = Stamp(dest / STAMP, key={"n_clips": len(clips), "clips": [c.id for c in chosen],
+                                     "columns": [c.label for c in columns]},
+                  content=[*own, results_csv, summary_csv, plot, where / examples.INDEX],
+                  stat=[*estimates, *(Path(p) for c in chosen for p in (c.mix, c.voice, c.noise))], outputs=[dest])
     for n in notes:
         log(f"listening page: {n}")
+    if not force and stamp.fresh():
+        log(f"listening page up to date: {dest / 'index.html'}")
+        return dest / "index.html"
+    board = _Board(_summary(summary_csv, results))
     with atomic_folder(dest) as tmp:
         (tmp / "audio").mkdir()
         (tmp / "img").mkdir()
-        rows = [_row(i, clip, columns, separators, results, tmp) for i, clip in enumerate(chosen, 1)]
+        rows = [_row(i, clip, columns, where, results, tmp) for i, clip in enumerate(chosen, 1)]
         has_plot = plot.is_file()
         if has_plot:  # a copy, not a link: the folder must stand alone on a web host
             (tmp / PLOT_FILE).write_bytes(plot.read_bytes())
         (tmp / "index.html").write_text(_page(rows, columns, notes, len(clips), board, has_plot), encoding="utf-8")
-        (tmp / STAMP).write_text(key + "\n", encoding="ascii")
+    stamp.write()
     return dest / "index.html"

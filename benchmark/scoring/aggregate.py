@@ -14,18 +14,17 @@ from scipy import stats
 
 from recipes.files import atomic_path
 
+from .choices import BUCKET_MODES, RANK_METRIC
 from .metrics import METRICS
 
 MODEL_KEYS = ["model", "profile", "kind"]
 KIND_ORDER = {"trained": 0, "oracle": 1, "reference": 2}
 ALL = "all"
-RANK_METRIC = "voice_sisdri"  # what the leaderboard ranks by: mean voice SI-SDRi over all clips
 SUMMARY_COLUMNS = MODEL_KEYS + ["snr_bucket", "metric", "n", "n_failed", "mean", "median", "std",
                                 "ci95_low", "ci95_high", "n_seeds", "seed_std"]
 _TEXT_COLUMNS = ("model", "profile", "kind", "clip_id", "failure_reason", "checkpoint", "checkpoint_hash",
                  "evaluated_at", "git_commit", "snr_bucket", "metric", "model_a", "profile_a", "model_b",
                  "profile_b", "seed")
-BUCKET_MODES = ("label", "measured")
 N_SEED_BOOT = 2000  # two-level bootstrap resamples (seeds x clips) for models trained with several seeds
 
 
