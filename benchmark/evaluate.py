@@ -37,7 +37,7 @@ from . import __version__
 from .commands import DEFAULT_GPU_BATCH
 from .report import render
 from .scoring import aggregate, compare, references
-from .scoring.workers import Runner, run_batched, run_per_clip
+from .scoring.workers import Runner, mixture_rows, run_batched, run_per_clip
 from .scoring.write_examples import shown_models, write_examples
 from .separate.core import pick_device
 
@@ -223,6 +223,8 @@ def _evaluate_locked(clips, sr, data, runs, out, entries, failed, jobs, force, d
                                  force, device, log)
             if entry.kind == "trained" and batch > 1:
                 rows, wall = run_batched(runner, entry.spec, clips, inputs, device, batch)
+            elif entry.spec == ("reference", references.MIXTURE):
+                rows, wall = mixture_rows(clips, inputs, sr)
             else:
                 rows, wall = run_per_clip(runner, entry.spec, clips, inputs, device)
             stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -72,6 +72,23 @@ def test_mixture_as_estimate_gives_exactly_zero_improvement():
     assert row["voice_pesq_nb"] == pytest.approx(row["input_voice_pesq_nb"], abs=1e-3)
 
 
+@pytest.mark.parametrize("case", ["speech", "silent voice", "too short for stoi"])
+def test_the_mixture_row_read_off_the_baseline_is_the_scored_one(case):
+    """evaluate builds the mixture row from the baseline (mixture_scores) instead of scoring the
+    mixture again: it must be score_clip's row bit for bit, failures and their reasons included."""
+    sources, mix = clip(n=SR // 4 if case == "too short for stoi" else 2 * SR, snr_db=-3.0)
+    if case == "silent voice":
+        sources[0] = 0.0
+        mix = sources.sum(axis=0)
+    inputs = metrics.input_scores(sources, mix, SR)
+    scored = metrics.score_clip(np.stack([mix, mix]), sources, mix, SR, inputs)
+    read = metrics.mixture_scores(inputs, SR)
+    assert list(read) == list(scored)
+    for name, value in scored.items():
+        assert read[name] == value or (isinstance(value, float) and math.isnan(value) and math.isnan(read[name])), name
+    assert (scored["failure_reason"] != "") == (case != "speech")
+
+
 def test_true_sources_improve_and_swapped_outputs_score_negative():
     sources, mix = clip(snr_db=0.0)
     good = metrics.score_clip(sources, sources, mix, SR)

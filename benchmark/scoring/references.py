@@ -1,8 +1,9 @@
 """Reference rows scored beside the trained models on the same test set.
 
-- `mixture` (kind "reference"): the unprocessed mixture as the estimate of both sources, scored
-  like any model's estimate; its improvements are exactly 0 because every metric is deterministic
-  (scoring/metrics.py), so it anchors every other row.
+- `mixture` (kind "reference"): the unprocessed mixture as the estimate of both sources. Its
+  scores are the baseline's, read off it rather than computed again (metrics.mixture_scores:
+  every metric is deterministic, tested equal to scoring it), so its improvements are exactly 0
+  and it anchors every other row.
 - `oracle_irm`, `oracle_ibm`, `oracle_wiener` (kind "oracle"): masks computed from the true
   stems, applied to the MIXTURE's STFT (the same 32 ms / 8 ms sqrt-Hann STFT as lstm_mask's
   default), keeping the mixture phase. They bound what a magnitude-masking model on this STFT can
@@ -26,6 +27,7 @@ from recipes.stft_masking import make_stft, pad_to_hops, stft_sizes
 from .metrics import mixture_gains, one_blas_thread
 
 WIN_MS, HOP_MS = 32.0, 8.0
+MIXTURE = "mixture"  # its rows are the baseline's (scoring/workers.mixture_rows), never scored again
 
 
 def _mixture(mix: np.ndarray, sources: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -83,7 +85,7 @@ def _oracle(name: str):
 
 # name -> (kind, estimate(mix [T], sources [2, T], sample_rate) -> [2, T])
 REFERENCES = {
-    "mixture": ("reference", _mixture),
+    MIXTURE: ("reference", _mixture),
     "oracle_irm": ("oracle", _oracle("oracle_irm")),
     "oracle_ibm": ("oracle", _oracle("oracle_ibm")),
     "oracle_wiener": ("oracle", _oracle("oracle_wiener")),

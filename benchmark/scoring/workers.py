@@ -24,6 +24,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
+import soundfile as sf
 import torch
 
 from recipes.checkpoint import load_model
@@ -292,6 +293,19 @@ def run_per_clip(runner: Runner, spec, clips, inputs, device) -> tuple[list[dict
     start, rows = time.perf_counter(), []
     for part, _ in parts:
         rows.extend(part)
+    return sorted(rows, key=lambda r: r["clip_id"]), time.perf_counter() - start
+
+
+def mixture_rows(clips, inputs, sample_rate: int) -> tuple[list[dict], float]:
+    """The `mixture` reference's rows, read off the baseline (metrics.mixture_scores): nothing is
+    separated and nothing scored again, so its separation time is 0."""
+    start, rows = time.perf_counter(), []
+    for clip in clips:
+        base = inputs[clip.id]
+        duration = sf.info(str(clip.mix)).frames / sample_rate
+        rows.append({"clip_id": clip.id, "snr_label": clip.snr_label, "snr_measured": base["snr_measured"],
+                     "sample_rate": sample_rate, "duration_s": duration, **metrics.mixture_scores(base, sample_rate),
+                     "sep_seconds": 0.0, "rtf": 0.0})
     return sorted(rows, key=lambda r: r["clip_id"]), time.perf_counter() - start
 
 
