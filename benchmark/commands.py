@@ -107,6 +107,8 @@ def evaluate(parser) -> None:
                         help="SNR buckets: the label in the file name (default), or the SNR measured on the stems")
     parser.add_argument("--bucket-edges", type=_edges, default=None, metavar="A,B,...",
                         help="--bucket measured: bin edges in dB (default: halfway between the distinct labels)")
+    parser.add_argument("--shard", metavar="K/N", help="score only shard K of N (every N-th clip) into "
+                        "OUT/cache/shards/N/K and write no leaderboard; run again without it to merge")
     parser.add_argument("--listen-clips", type=int, default=1, metavar="N",
                         help="clips per SNR label whose estimates are kept for the listening page (default 1)")
 

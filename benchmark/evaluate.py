@@ -36,7 +36,7 @@ from recipes.safe_names import RULE, is_safe_name
 from . import __version__
 from .commands import DEFAULT_GPU_BATCH
 from .report import render
-from .scoring import aggregate, compare, references
+from .scoring import aggregate, compare, references, shards
 from .scoring.workers import Runner, mixture_rows, run_batched, run_per_clip
 from .scoring.write_examples import shown_models, write_examples
 from .separate.core import pick_device
@@ -139,12 +139,14 @@ def _unusable(entry: Entry, sample_rate: int) -> str | None:
 
 def evaluate(data, runs="runs", out="leaderboard", jobs: int | None = None, force: bool = False,
              with_references: bool = True, device: str = "auto", batch: int | None = None, log=print,
-             bucket: str = "label", edges=None, listen_clips: int = 1) -> dict:
+             bucket: str = "label", edges=None, listen_clips: int = 1, shard: str | None = None) -> dict:
     """Score, aggregate and render. Returns the output paths plus `evaluated` and `cached`
     (model counts) and `failed` (one message per checkpoint that could not be scored).
     `batch`: clips per forward pass (default 16 on a GPU, 1 on the CPU; see scoring/workers.py).
     `bucket`/`edges`: how clips are grouped into SNR buckets (aggregate.buckets).
     `listen_clips`: clips per SNR label whose estimates are kept in OUT/cache/listen for the page.
+    `shard` "K/N": score only shard K's clips into OUT/cache/shards/N/K and write no output; a
+    later call without it merges complete sets of shards (scoring/shards.py).
     `runs=None` scores the reference rows only; otherwise a runs folder without a checkpoint
     that can be scored is an error and OUT is left as it was (a mistyped --runs must not
     replace a leaderboard with one that has no trained model)."""
@@ -156,6 +158,7 @@ def evaluate(data, runs="runs", out="leaderboard", jobs: int | None = None, forc
         raise SepbenchError(f"--batch {batch}: must be at least 1")
     if listen_clips < 1:
         raise SepbenchError(f"--listen-clips {listen_clips}: must be at least 1")
+    part = None if shard is None else shards.parse(shard)
     if bucket not in aggregate.BUCKET_MODES:
         raise SepbenchError(f"--bucket {bucket}: expected one of {', '.join(aggregate.BUCKET_MODES)}")
     if edges is not None and (bucket != "measured" or list(edges) != sorted(set(edges)) or not edges):
@@ -176,19 +179,22 @@ def evaluate(data, runs="runs", out="leaderboard", jobs: int | None = None, forc
         entries += [Entry(name, "-", references.kind(name)) for name in references.names()]
     if not entries:
         raise SepbenchError("nothing to evaluate: no runs folder and references are off")
-    with exclusive_lock(out, "evaluation"):
+    # A shard locks only its own folder: the shards of one OUT run at the same time.
+    mine = [out, out / "cache"] if part is None else [shards.folder(out / "cache", *part)]
+    with exclusive_lock(mine[0], "evaluation" if part is None else f"evaluation of shard {shard}"):
         # Only this process may write here now, so any temp file of ours is a killed run's.
-        for folder in (out, out / "cache"):
+        for folder in mine:
             for path in remove_stale_temps(folder):
                 log(f"note: removed {path}, left by an interrupted run")
         return _evaluate_locked(clips, sr, data, runs, out, entries, failed, jobs, force, device, batch, log,
-                                grouping, listen_clips)
+                                grouping, listen_clips, part)
 
 
 def _evaluate_locked(clips, sr, data, runs, out, entries, failed, jobs, force, device, batch, log, grouping,
-                     listen_clips) -> dict:
-    data_hash, commit = content_hash(clips), git_commit()
-    cache = out / "cache"
+                     listen_clips, part=None) -> dict:
+    data_hash, commit = content_hash(clips), git_commit()  # of the whole set, shard or not
+    cache = out / "cache" if part is None else shards.folder(out / "cache", *part)
+    scored = clips if part is None else shards.clips_of(clips, *part)
     runner, inputs, frames = Runner(max(1, jobs or os.cpu_count() or 1), log), None, []
     counts = {"evaluated": 0, "cached": 0}
     n_trained = sum(e.kind == "trained" for e in entries)
@@ -205,7 +211,12 @@ def _evaluate_locked(clips, sr, data, runs, out, entries, failed, jobs, force, d
                                     f"{out} was left as it was")
             path = _cache_file(cache, entry.kind, entry.model, entry.profile, entry.checkpoint_hash,
                                data_hash, BENCHMARK_VERSION)
-            df = _cached(path, clips, force)
+            df = _cached(path, scored, force)
+            if df is None and part is None and not force:
+                df, n = shards.merged(cache, path.name, clips) or (None, 0)
+                if df is not None:
+                    aggregate.write_csv(df, path)  # the next run reads it directly
+                    log(f"{entry.label:<28} merged from {n} shards")
             if df is not None:
                 df["checkpoint"] = entry.checkpoint_rel  # the run folder may have moved since
                 df["seed"] = entry.seed
@@ -219,14 +230,14 @@ def _evaluate_locked(clips, sr, data, runs, out, entries, failed, jobs, force, d
                 log(f"error: {problem}")
                 continue
             if inputs is None:
-                inputs = _inputs(runner, clips, _cache_file(cache, "inputs", data_hash, BENCHMARK_VERSION),
+                inputs = _inputs(runner, scored, _cache_file(cache, "inputs", data_hash, BENCHMARK_VERSION),
                                  force, device, log)
             if entry.kind == "trained" and batch > 1:
-                rows, wall = run_batched(runner, entry.spec, clips, inputs, device, batch)
+                rows, wall = run_batched(runner, entry.spec, scored, inputs, device, batch)
             elif entry.spec == ("reference", references.MIXTURE):
-                rows, wall = mixture_rows(clips, inputs, sr)
+                rows, wall = mixture_rows(scored, inputs, sr)
             else:
-                rows, wall = run_per_clip(runner, entry.spec, clips, inputs, device)
+                rows, wall = run_per_clip(runner, entry.spec, scored, inputs, device)
             stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
             df = pd.DataFrame([{"model": entry.model, "profile": entry.profile, "kind": entry.kind, "seed": entry.seed, **r,
                                 "checkpoint": entry.checkpoint_rel, "checkpoint_hash": entry.checkpoint_hash,
@@ -244,6 +255,10 @@ def _evaluate_locked(clips, sr, data, runs, out, entries, failed, jobs, force, d
         blas.restore_original_limits()
     if not frames:
         raise SepbenchError("no model could be scored: " + "; ".join(failed))
+    if part is not None:
+        log(f"shard {part[0]}/{part[1]}: {len(scored)} of {len(clips)} clips scored into {cache}; once every "
+            "shard is done, the same `sepbench evaluate` without --shard merges them and writes the leaderboard")
+        return {"shard": cache, **counts, "failed": failed}
     paths, results = _write_outputs(frames, entries, data, data_hash, len(clips), out, log, grouping, force)
     # The page's audio is made here, where the models are, so that `sepbench listen` only reads.
     paths["listen_audio"] = write_examples(out, results, clips, shown_models(results, entries), listen_clips, device,
@@ -337,5 +352,5 @@ def learning_curves(entries) -> dict[str, list[tuple[float, float]]]:
 def run(args) -> int:
     result = evaluate(args.data, None if args.references_only else args.runs, args.out, jobs=args.jobs, force=args.force,
                       with_references=not args.no_references, device=args.device, batch=args.batch,
-                      bucket=args.bucket, edges=args.bucket_edges, listen_clips=args.listen_clips)
+                      bucket=args.bucket, edges=args.bucket_edges, listen_clips=args.listen_clips, shard=args.shard)
     return 1 if result["failed"] else 0

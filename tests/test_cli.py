@@ -68,7 +68,7 @@ def test_the_check_sees_a_heavy_import(tiny_set):
     (["evaluate", "--data", "d", "--bucket-edges", "1,2.5"], {
         "data": "d", "runs": "runs", "references_only": False, "out": "leaderboard", "jobs": None, "device": "auto",
         "batch": None, "force": False, "no_references": False, "bucket": "label", "bucket_edges": [1.0, 2.5],
-        "listen_clips": 1}),
+        "shard": None, "listen_clips": 1}),
     (["separate", "--best", "x.wav"], {
         "run": None, "checkpoint": None, "best": True, "inputs": [Path("x.wav")], "out": Path("separated"),
         "device": "cpu", "chunk_seconds": 8.0, "context_seconds": 1.0, "downmix": False, "overwrite": False,

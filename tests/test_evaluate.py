@@ -493,3 +493,49 @@ def test_learning_curves_come_from_each_runs_log(tiny_data, tmp_path):
     ev.evaluate(tiny_data / "test", runs=runs, out=tmp_path / "lb2", jobs=1, with_references=False, log=lambda *a: None)
     assert not (tmp_path / "lb2" / "learning_curves.png").exists()
     assert "learning_curves.png" not in (tmp_path / "lb2" / "LEADERBOARD.md").read_text()
+
+
+def test_shards_merge_into_what_one_process_writes(first, tmp_path, tiny_data, monkeypatch, capsys):
+    """--shard K/N scores every N-th clip into a folder of its own (holding only that folder's
+    lock, so shards run side by side) and writes no leaderboard; the next plain evaluate merges
+    the shards without scoring anything: the rows one process wrote, timings aside."""
+    from recipes.lock import exclusive_lock
+
+    result, root, _ = first
+    runs = Path(shutil.copytree(root / "runs", tmp_path / "runs"))
+    out = tmp_path / "out"
+    with exclusive_lock(out, "evaluation"):  # another process holding OUT does not stop a shard
+        for k in (1, 2):
+            part = ev.evaluate(tiny_data / "test", runs, out, jobs=1, device="cpu", shard=f"{k}/2", log=lambda *_: None)
+            assert part["evaluated"] == N_MODELS and Path(part["shard"]) == out / "cache" / "shards" / "2" / str(k)
+    assert not (out / "results.csv").exists() and not (out / "LEADERBOARD.md").exists()
+    ids = sorted(p.name for p in (tiny_data / "test").iterdir() if p.is_dir())
+    first_shard = next((out / "cache" / "shards" / "2" / "1").glob("trained-*.csv"))
+    assert sorted(aggregate.read_results(first_shard)["clip_id"]) == ids[0::2]
+
+    lines = []
+    monkeypatch.setattr(eval_workers, "_run_task", lambda task: pytest.fail("a shard's rows were scored again"))
+    merged = ev.evaluate(tiny_data / "test", runs, out, jobs=1, device="cpu", log=lines.append)
+    assert merged["evaluated"] == 0 and merged["cached"] == N_MODELS
+    assert sum("merged from 2 shards" in line for line in lines) == N_MODELS
+    assert_same_scores(result["results"], merged["results"])
+    one, two = (Path(r["leaderboard"]).read_text(encoding="utf-8").splitlines() for r in (result, merged))
+    # Timing aside: the date line, and the RTF cells (separation time is measured per run), found
+    # through each table's own header.
+    def timeless(lines):
+        rtf, kept = [], []
+        for line in lines:
+            cells = line.split("|")
+            if any(c.strip().startswith("RTF") for c in cells):
+                rtf = [i for i, c in enumerate(cells) if c.strip().startswith("RTF")]
+            kept.append("- Results of:" if line.startswith("- Results of:")
+                        else [c for i, c in enumerate(cells) if i not in rtf])
+        return kept, rtf
+    (a, rtf), (b, _) = timeless(one), timeless(two)
+    assert rtf and len(one) == len(two)
+    assert [(x, y) for x, y in zip(a, b) if x != y] == []
+
+    monkeypatch.undo()
+    assert cli.main(["evaluate", "--data", str(tiny_data / "test"), "--out", str(tmp_path / "x"), "--shard", "3/2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [err] and "--shard 3/2" in err and not (tmp_path / "x").exists()
