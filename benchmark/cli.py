@@ -7,7 +7,7 @@ import argparse
 import importlib
 import sys
 
-from recipes.errors import SepbenchError
+from recipes.errors import SepbenchError, os_error_line
 
 from . import commands
 
@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(importlib.import_module(COMMANDS[args.command]).run(args) or 0)
     except SepbenchError as exc:
         print(f"sepbench {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full, read-only or missing disk or path: the user's to fix, in one line
+        print(f"sepbench {args.command}: error: {os_error_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"sepbench {args.command}: interrupted", file=sys.stderr)

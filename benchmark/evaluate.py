@@ -12,7 +12,6 @@ card.json) and cache file names are hashes, so no name read from a file becomes 
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
@@ -25,10 +24,10 @@ import pandas as pd
 import threadpoolctl
 
 from recipes.checkpoint import git_commit, load_model
-from recipes.data import FolderDataset, content_hash
+from recipes.data import FolderDataset
 from recipes.errors import SepbenchError
-from recipes.files import Stamp, atomic_path, file_hash, remove_stale_temps
-from recipes.folder import load_split, test_split_dir
+from recipes.files import Stamp, atomic_files, file_hash, remove_stale_temps
+from recipes.folder import content_hash, load_split, test_split_dir
 from recipes.lock import exclusive_lock
 from recipes.runs import parse_run_folder
 from recipes.safe_names import RULE, is_safe_name
@@ -116,11 +115,11 @@ def _test_clips(data: Path):
     return data, load_split(data)
 
 
-def _cached(path: Path, clips, force: bool) -> pd.DataFrame | None:
+def _cached(path: Path, clips, force: bool, required=("clip_id",)) -> pd.DataFrame | None:
     if force or not path.is_file():
         return None
     try:
-        df = aggregate.read_results(path)
+        df = aggregate.read_results(path, required)
     except Exception:  # a damaged cache file is simply recomputed
         return None
     return df if sorted(df["clip_id"]) == sorted(c.id for c in clips) else None
@@ -306,7 +305,7 @@ def _write_outputs(frames, entries, data, data_hash, n_clips, out: Path, log, gr
     if not force and stamp.fresh():
         # Nothing that goes into the outputs changed (a re-run of ./run_all.sh): the summary,
         # pairs and plots are not computed again (3.5 s of a 8 s no-op re-run on 200 clips).
-        summary, pairs = aggregate.read_summary(paths["summary"]), aggregate.read_results(paths["pairs"])
+        summary, pairs = aggregate.read_summary(paths["summary"]), aggregate.read_pairs(paths["pairs"])
         log("")
         log(render.main_table(summary, cards, pairs))
         log(f"\n{paths['leaderboard']} is up to date")
@@ -314,10 +313,9 @@ def _write_outputs(frames, entries, data, data_hash, n_clips, out: Path, log, gr
     summary = aggregate.summarize(results, by, edges)
     pairs = compare.pairs(results, by=by, edges=edges)
     markdown, png = render.render(summary, cards, info, pairs), render.plot_png(summary, by == "measured")
-    # Everything is staged in temporary files first and renamed only once all are complete:
-    # an interruption leaves the previous set of outputs whole and consistent.
-    with contextlib.ExitStack() as stack:
-        tmp = {key: stack.enter_context(atomic_path(path)) for key, path in paths.items()}
+    # One set, all or nothing: an interruption or one output that cannot be replaced (a folder
+    # named LEADERBOARD.md, a full disk) leaves the previous set whole and consistent.
+    with atomic_files(paths) as tmp:
         aggregate.write_csv(results, tmp["results"])
         aggregate.write_csv(summary, tmp["summary"])
         aggregate.write_csv(pairs, tmp["pairs"])

@@ -5,7 +5,6 @@ Dataset of (mixture, sources) examples, crops and dynamic remixes. The folder fo
 """
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from pathlib import Path
 
@@ -187,14 +186,3 @@ class FolderDataset(torch.utils.data.Dataset):
             return mix, sources
         meta = {"id": clip.id, "snr_label": clip.snr_label, "sample_rate": self.sample_rate, "path": str(clip.folder)}
         return mix, sources, meta
-
-
-def content_hash(clips: list[Clip]) -> str:
-    """Hash of every clip's id, label and file bytes: a data set changed in any way hashes anew."""
-    h = hashlib.sha256()
-    for clip in sorted(clips, key=lambda c: c.id):
-        h.update(f"{clip.id}|{clip.snr_label}|".encode())
-        for p in (clip.mix, clip.voice, clip.noise):
-            h.update(p.name.encode())
-            h.update(p.read_bytes())
-    return h.hexdigest()[:16]

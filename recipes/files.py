@@ -4,10 +4,12 @@ outputs are unchanged. Shared by training, the benchmark and its tools."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
 import socket
 import tempfile
@@ -91,6 +93,61 @@ def atomic_path(path: str | Path):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def atomic_files(paths: dict):
+    """Yield {key: temporary path} for a set of outputs {key: path}; if the block succeeds, every
+    file of the set is put in place, or (when any cannot be) none is. Every target is checked
+    before the first rename, the old files are kept under a second name (a hard link: no copy)
+    until all renames are done, and a failed rename puts the earlier ones back. Only a kill in
+    the microseconds between two renames can leave the set mixed."""
+    targets = {k: Path(p) for k, p in paths.items()}
+    temps: dict = {}
+    try:
+        for key, path in targets.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp" + path.suffix, dir=path.parent)
+            os.close(fd)
+            os.chmod(tmp, 0o666 & ~umask())
+            temps[key] = Path(tmp)
+        yield dict(temps)
+        _commit(targets, temps)
+    finally:
+        for tmp in temps.values():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+
+def _commit(targets: dict, temps: dict) -> None:
+    for path in targets.values():
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+    backups, done = {}, []
+    try:
+        for key, path in targets.items():
+            if path.exists():
+                backup = path.with_name(f"{temp_prefix(path)}{secrets.token_hex(4)}.tmp.old")
+                try:
+                    os.link(path, backup)
+                except OSError:  # a file system without hard links
+                    shutil.copy2(path, backup)
+                backups[key] = backup
+        for key, path in targets.items():
+            os.replace(temps[key], path)
+            done.append(key)
+    except BaseException:
+        for key in reversed(done):
+            with contextlib.suppress(OSError):
+                if key in backups:
+                    os.replace(backups.pop(key), targets[key])
+                else:
+                    os.unlink(targets[key])
+        raise
+    finally:
+        for backup in backups.values():
+            with contextlib.suppress(OSError):
+                os.unlink(backup)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

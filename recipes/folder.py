@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import re
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import soundfile as sf
 from .audio import AUDIO_SUFFIXES, audio_info
 from .errors import SepbenchError
 from .files import atomic_folder
+from .lock import exclusive_lock
 
 SOURCES = ("voice", "noise")
 MIX_RE = re.compile(r"^mix_snr_(?P<snr>.*)\.(?:wav|flac)$", re.IGNORECASE)
@@ -205,6 +207,16 @@ def new_dataset_dir(out: str | Path, force: bool):
     out = Path(out).absolute()
     if out.exists() and not out.is_dir():
         raise SepbenchError(f"{out}: exists and is not a folder")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise SepbenchError(f"{out.parent}: is not a folder")
+    # Beside the data set, not in it (it is replaced whole): a second writer of the same OUT is
+    # refused instead of clearing the first one's half-built folder as a crash's leftover.
+    with exclusive_lock(out.parent, "data set writer", name=f".{out.name}.lock"), _replacing(out, force) as tmp:
+        yield tmp
+
+
+@contextlib.contextmanager
+def _replacing(out: Path, force: bool):
     existing = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
     if existing and not force:
         raise SepbenchError(f"{out}: folder is not empty (use --force to replace it)")
@@ -214,3 +226,14 @@ def new_dataset_dir(out: str | Path, force: bool):
         raise SepbenchError(f"{out}: holds other things than a data set ({', '.join(foreign[:5])}); not replacing it")
     with atomic_folder(out) as tmp:
         yield tmp
+
+
+def content_hash(clips: list[Clip]) -> str:
+    """Hash of every clip's id, label and file bytes: a data set changed in any way hashes anew."""
+    h = hashlib.sha256()
+    for clip in sorted(clips, key=lambda c: c.id):
+        h.update(f"{clip.id}|{clip.snr_label}|".encode())
+        for p in (clip.mix, clip.voice, clip.noise):
+            h.update(p.name.encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()[:16]

@@ -28,9 +28,10 @@ from .callbacks import (
     TimeBudget,
 )
 from .checkpoint import finished_run, git_commit, versions
-from .data import FolderDataset, content_hash, data_splits
+from .data import FolderDataset, data_splits
 from .errors import SepbenchError
 from .files import atomic_write_text
+from .folder import content_hash
 from .lock import exclusive_lock
 from .losses import build_loss
 from .runs import run_folder

@@ -71,7 +71,8 @@ def test_output_folder_safety(tmp_path):
     (out / "thesis.tex").write_text("years of work")
     with pytest.raises(SepbenchError, match="thesis.tex"):  # --force must not wipe foreign folders
         generate(out, seed=1, force=True, **SMALL)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]  # no temporary folder left behind
+    # No temporary folder left behind; the writers' lock file stays (empty, held by no one).
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".d.lock", "d"]
 
 
 def test_cli_takes_negative_lists(tmp_path, monkeypatch, capsys):

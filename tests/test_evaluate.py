@@ -539,3 +539,18 @@ def test_shards_merge_into_what_one_process_writes(first, tmp_path, tiny_data, m
     assert cli.main(["evaluate", "--data", str(tiny_data / "test"), "--out", str(tmp_path / "x"), "--shard", "3/2"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.splitlines() == [err] and "--shard 3/2" in err and not (tmp_path / "x").exists()
+
+
+def test_outputs_are_replaced_as_one_set(first, tmp_path, tiny_data, capsys):
+    """An output that cannot be put in place (LEADERBOARD.md is a folder) leaves every other
+    output as it was, the plots included: never half a leaderboard; the error is one line."""
+    runs, out = copy_of(first, tmp_path)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock"}
+    (out / "LEADERBOARD.md").unlink()
+    (out / "LEADERBOARD.md").mkdir()
+    make_run(runs, "lstm_mask", profile="other")  # a new row: every output would change
+    assert _evaluate_cli(tiny_data / "test", runs, out) == 2
+    err = _one_error_line(capsys)
+    assert "LEADERBOARD.md: Is a directory" in err
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock"}
+    assert after == {k: v for k, v in before.items() if k != "LEADERBOARD.md"}

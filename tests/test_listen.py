@@ -619,3 +619,24 @@ def test_only_each_models_lowest_seed_is_played_and_scored():
     kept = _first_seed(df)
     assert list(kept["seed"]) == ["0", "0", ""] and set(kept["checkpoint"]) == {"runs/a/cpu/best.pt", ""}
     assert _first_seed(df.drop(columns="seed")).equals(df.drop(columns="seed"))
+
+
+def test_listen_refuses_another_test_set_and_damaged_results(run, tmp_path, capsys):
+    """A test set with the same clip ids but other audio (a demo set made again), and a
+    results.csv cut short or emptied: one line each, and the page already there is kept."""
+    board = _board(run, tmp_path)
+    argv = ["listen", "--data", str(run["test_dir"]), "--out", str(board)]
+    assert main(argv) == 0
+    page = _files(board / "listen")
+    other = Path(shutil.copytree(run["test_dir"], tmp_path / "other" / "test"))
+    voice = next(other.glob("*/voice.wav"))
+    x, sr = sf.read(str(voice))
+    sf.write(str(voice), 0.5 * x, sr, subtype="PCM_16")
+    err = _refused(["listen", "--data", str(other), "--out", str(board), "--force"], capsys)
+    assert "differ from those" in err and str(other) in err
+    text = (board / "results.csv").read_bytes()
+    for damaged in (text[: len(text) // 2 + 7], b""):
+        (board / "results.csv").write_bytes(damaged)
+        err = _refused([*argv, "--force"], capsys)
+        assert "results.csv is damaged" in err and "sepbench evaluate" in err
+    assert _files(board / "listen") == page

@@ -271,7 +271,7 @@ def test_best_picks_top_trained_model_by_overall_voice_sisdri(tmp_path):
                                        "a,cpu,trained,5,0001,99.0\nmixture,-,reference,,0001,0.0\n")
     assert separate_cmd.best_checkpoint(board, tmp_path / "runs") == tmp_path / "runs" / "b" / "cpu-seed2" / "best.pt"
     (board / "summary.csv").write_text("clip,score\nx,1\n")
-    with pytest.raises(SepbenchError, match="missing columns"):
+    with pytest.raises(SepbenchError, match=r"summary.csv is damaged \(no column model, profile, kind, snr_bucket"):
         separate_cmd.best_checkpoint(board, tmp_path / "runs")
 
 

@@ -37,7 +37,7 @@ import soundfile as sf
 from recipes.audio import read_audio
 from recipes.errors import SepbenchError
 from recipes.files import Stamp, atomic_folder
-from recipes.folder import load_split
+from recipes.folder import content_hash, load_split
 
 from ..data.loudness import match_loudness
 from ..scoring import examples
@@ -286,6 +286,11 @@ def build_listening_page(results_csv, test_dir, out_dir, clips_per_bucket: int |
             raise SepbenchError(f"{test_dir}: has no clip {cid}, which the leaderboard shows: is it the test set "
                                 "it was scored on?")
         chosen.append(clips[cid])
+    # Same ids are not the same clips (a demo set made again with another seed): the stems the
+    # estimates were made from must be these, or the page would play one set against another.
+    if content_hash([clips[cid] for cid in index["clips"] if cid in clips]) != index["clips_hash"]:
+        raise SepbenchError(f"{test_dir}: its clips differ from those {results_csv.parent} was scored on; "
+                            f"pass the test set of that evaluation, or re-run `sepbench evaluate` on this one")
     for column in columns:
         scored = set(_rows_of(results, column.key)["clip_id"])
         if not scored and column.key[2] != "trained":

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from recipes.errors import SepbenchError
 from recipes.files import atomic_path
 
 from .choices import BUCKET_MODES, RANK_METRIC
@@ -183,21 +184,49 @@ def sort_results(results: pd.DataFrame) -> pd.DataFrame:
     return results.iloc[sorted(range(len(results)), key=lambda i: key.iloc[i])].reset_index(drop=True)
 
 
-def _read(path: str | Path) -> pd.DataFrame:
+def _read(path: str | Path, required) -> pd.DataFrame:
+    """A CSV this project wrote; one that is empty, not CSV or lacks `required` columns (edited
+    or replaced by hand, cut short by a full disk) is a one-line error naming it."""
     # Text columns stay text ("0001" is not 1, "" is not NaN); only an empty numeric cell is NaN.
     # Floats must read back bit-exact (pandas >= 3's default parser does; test_aggregate checks),
     # or "mixture improvement is exactly 0" would not survive a cache round trip.
-    head = pd.read_csv(path, nrows=0).columns
-    dtypes = {c: str for c in head if c in _TEXT_COLUMNS}
-    return pd.read_csv(path, dtype=dtypes, keep_default_na=False, na_values={c: [""] for c in head if c not in dtypes})
+    try:
+        head = pd.read_csv(path, nrows=0).columns
+        dtypes = {c: str for c in head if c in _TEXT_COLUMNS}
+        df = pd.read_csv(path, dtype=dtypes, keep_default_na=False,
+                         na_values={c: [""] for c in head if c not in dtypes})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        raise SepbenchError(f"{path} is damaged ({str(exc).splitlines()[0]}); "
+                            "re-run `sepbench evaluate --force` to rebuild it") from None
+    missing = [c for c in required if c not in df.columns]
+    if not _ends_a_line(path):
+        raise SepbenchError(f"{path} is damaged (cut short in a row); re-run `sepbench evaluate --force` to rebuild it")
+    if missing:
+        raise SepbenchError(f"{path} is damaged (no column {', '.join(missing)}); "
+                            "re-run `sepbench evaluate --force` to rebuild it")
+    return df
 
 
-def read_results(path: str | Path) -> pd.DataFrame:
-    return _read(path)
+def _ends_a_line(path) -> bool:
+    """write_csv ends every file with a newline: a file that does not was cut short mid-row."""
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        if f.tell() == 0:
+            return False
+        f.seek(-1, 2)
+        return f.read(1) == b"\n"
+
+
+def read_results(path: str | Path, required=(*MODEL_KEYS, "clip_id")) -> pd.DataFrame:
+    return _read(path, required)
 
 
 def read_summary(path: str | Path) -> pd.DataFrame:
-    return _read(path)
+    return _read(path, (*MODEL_KEYS, "snr_bucket", "metric", "mean"))
+
+
+def read_pairs(path: str | Path) -> pd.DataFrame:
+    return _read(path, ("model_a", "profile_a", "model_b", "profile_b", "metric"))
 
 
 def best_trained(summary: pd.DataFrame) -> tuple[str, str] | None:

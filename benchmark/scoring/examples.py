@@ -22,7 +22,7 @@ from pathlib import Path
 from recipes.errors import SepbenchError
 
 ORACLE = "oracle_irm"  # the one reference the page plays beside the models (from the true stems)
-FORMAT = 1
+FORMAT = 2  # 2: index.json records clips_hash, the content hash of the clips shown
 INDEX = "index.json"
 SOURCES = ("voice", "noise")
 _CLIP_ID = re.compile(r"^\d+$")  # the data format's numbered clip folders
@@ -90,6 +90,7 @@ def read_index(where: Path) -> dict:
     except (OSError, ValueError) as exc:
         raise SepbenchError(f"{where / INDEX}: unreadable ({exc})") from None
     ok = (isinstance(index, dict) and index.get("format") == FORMAT and isinstance(index.get("sample_rate"), int)
+          and isinstance(index.get("clips_hash"), str)
           and all(isinstance(c, str) and _CLIP_ID.match(c) for c in index.get("clips", [None]))
           and all(isinstance(m, dict) and isinstance(m.get("folder"), str) and _FOLDER.match(m["folder"])
                   and isinstance(m.get("failed"), dict) for m in index.get("models", [None])))

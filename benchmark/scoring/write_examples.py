@@ -15,6 +15,7 @@ from recipes.audio import read_audio
 from recipes.checkpoint import load_model
 from recipes.errors import SepbenchError
 from recipes.files import Stamp, atomic_folder
+from recipes.folder import content_hash
 
 from ..separate.core import separate_clip
 from . import references
@@ -64,7 +65,7 @@ def write_examples(out: Path, results, clips, models: list[Shown], per_bucket: i
                     sf.write(str(path), est[s], sample_rate, subtype="FLOAT")
             entries.append(entry)
         index = {"format": FORMAT, "sample_rate": sample_rate, "per_bucket": per_bucket,
-                 "clips": [c.id for c in chosen], "models": entries}
+                 "clips": [c.id for c in chosen], "clips_hash": content_hash(chosen), "models": entries}
         (tmp / INDEX).write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")
     stamp.write()
     log(f"{'(listening page audio)':<28} {len(chosen)} clips x {len(models)} models in {where}")
