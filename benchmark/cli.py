@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 from recipes.errors import SepbenchError, os_error_line
@@ -24,6 +25,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so that its cleanup (worker pools, locks, temporary
+    files) runs as for Ctrl-C instead of the process vanishing under its workers."""
+
+
+def _stop(signum, _frame):
+    raise Stopped(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -32,8 +42,12 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = list(args.overrides) + extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    previous = signal.signal(signal.SIGTERM, _stop)
     try:
         return int(importlib.import_module(COMMANDS[args.command]).run(args) or 0)
+    except Stopped:
+        print(f"sepbench {args.command}: stopped (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except SepbenchError as exc:
         print(f"sepbench {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -43,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"sepbench {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -131,6 +131,10 @@ def _unusable(entry: Entry, sample_rate: int) -> str | None:
         _, payload = load_model(entry.checkpoint)
     except SepbenchError as exc:
         return str(exc)
+    if entry.kind == "trained" and payload.get("recipe") != entry.model:
+        # Its scores and size would be published under the folder's name.
+        return (f"{entry.checkpoint_rel}: a checkpoint of recipe {payload.get('recipe')!r} in a run folder of "
+                f"{entry.model!r}; move it under runs/{payload.get('recipe')}/ or retrain; not scored")
     if payload["sample_rate"] != sample_rate:
         return f"{entry.checkpoint_rel}: trained at {payload['sample_rate']} Hz, test set is {sample_rate} Hz; not scored"
     return None
@@ -194,7 +198,11 @@ def _evaluate_locked(clips, sr, data, runs, out, entries, failed, jobs, force, d
     data_hash, commit = content_hash(clips), git_commit()  # of the whole set, shard or not
     cache = out / "cache" if part is None else shards.folder(out / "cache", *part)
     scored = clips if part is None else shards.clips_of(clips, *part)
-    runner, inputs, frames = Runner(max(1, jobs or os.cpu_count() or 1), log), None, []
+    # More processes than clips only cost start-up (24 workers for 6 clips took 38 s).
+    workers = max(1, min(jobs or os.cpu_count() or 1, len(scored)))
+    if jobs and jobs > workers:
+        log(f"note: --jobs {jobs} capped at {workers}, the number of clips")
+    runner, inputs, frames = Runner(workers, log), None, []
     counts = {"evaluated": 0, "cached": 0}
     n_trained = sum(e.kind == "trained" for e in entries)
     # Metrics call numpy/scipy's OpenBLAS, whose idle threads keep spinning and took the cores

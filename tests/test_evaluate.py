@@ -554,3 +554,35 @@ def test_outputs_are_replaced_as_one_set(first, tmp_path, tiny_data, capsys):
     assert "LEADERBOARD.md: Is a directory" in err
     after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock"}
     assert after == {k: v for k, v in before.items() if k != "LEADERBOARD.md"}
+
+
+def test_a_checkpoint_of_another_recipe_in_a_run_folder_is_not_scored(first, tmp_path, tiny_data, capsys):
+    """conv_tasnet's best.pt copied into runs/lstm_mask/tiny/ used to be published as lstm_mask
+    with conv_tasnet's scores and size: the checkpoint's own recipe decides, and it is an error."""
+    runs, out = copy_of(first, tmp_path)
+    shutil.copy(runs / "conv_tasnet" / "tiny" / "best.pt", runs / "lstm_mask" / "tiny" / "best.pt")
+    assert _evaluate_cli(tiny_data / "test", runs, out, "--no-references") == 1
+    errors = [line for line in capsys.readouterr().out.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "checkpoint of recipe 'conv_tasnet' in a run folder of 'lstm_mask'" in errors[0]
+    df = aggregate.read_results(out / "results.csv")
+    assert set(df.loc[df["kind"] == "trained", "model"]) == {"conv_tasnet"}
+
+
+def test_sigterm_stops_the_worker_pool_in_one_line(first, tmp_path, tiny_data):
+    """SIGTERM to `evaluate --jobs 2` while its workers score: one line and exit 143, no worker
+    traceback (BrokenPipeError), no leaked semaphores, and the previous outputs as they were."""
+    runs, out = copy_of(first, tmp_path)
+    before = _files(out)
+    proc = subprocess.Popen([sys.executable, "-m", "benchmark.cli", "evaluate", "--data", str(tiny_data / "test"),
+                             "--runs", str(runs), "--out", str(out), "--jobs", "2", "--device", "cpu", "--force"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if line.startswith("started 2 worker processes"):
+            break
+    else:
+        pytest.fail(f"the pool never started: {proc.wait()} {proc.stderr.read()}")
+    proc.terminate()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert err.strip() == "sepbench evaluate: stopped (SIGTERM)", err
+    assert _files(out) == before

@@ -238,28 +238,30 @@ def test_deterministic_atomic_and_filtered(run, tmp_path, monkeypatch):
     out = tmp_path / "lb"
     first = _files(_build(run, out).parent)
     assert _files(_build(run, out, force=True).parent) == first  # same bytes: html, audio and images
-    assert sorted(p.name for p in out.iterdir()) == ["listen"]  # no temporary folder left
+    assert sorted(p.name for p in out.iterdir()) == [".listen.lock", "listen"]  # no temporary folder left
 
     def broken(*args, **kw):
         raise RuntimeError("interrupted")
     monkeypatch.setattr(listen, "_png", broken)
     with pytest.raises(RuntimeError):
         _build(run, out, force=True)
-    assert _files(out / "listen") == first and sorted(p.name for p in out.iterdir()) == ["listen"]
+    assert _files(out / "listen") == first and sorted(p.name for p in out.iterdir()) == [".listen.lock", "listen"]
     monkeypatch.undo()
 
     # A crash between the swap's two renames: the old page is put back before the next build.
     (out / ".listen.old-y").mkdir()
     os.replace(out / "listen", out / ".listen.old-y" / "listen")
     recover_folder(out / "listen")
-    assert _files(out / "listen") == first and sorted(p.name for p in out.iterdir()) == ["listen"]
+    assert _files(out / "listen") == first and sorted(p.name for p in out.iterdir()) == [".listen.lock", "listen"]
 
     text = _clips_table(_build(run, out, models=["oracle_irm"], clips_per_bucket=2))
     assert "lstm_mask" not in text and "alert" not in text and text.count("<audio") == 4 * (3 + 2)
 
 
 def _mtimes(folder: Path) -> dict[str, int]:
-    return {p.relative_to(folder).as_posix(): p.stat().st_mtime_ns for p in [folder, *folder.rglob("*")]}
+    """Of everything but the lock file, which each build takes (its PID is written into it)."""
+    return {p.relative_to(folder).as_posix(): p.stat().st_mtime_ns for p in [folder, *folder.rglob("*")]
+            if p.name != ".listen.lock"}
 
 
 def test_rebuild_only_when_inputs_change(run, tmp_path):
@@ -640,3 +642,16 @@ def test_listen_refuses_another_test_set_and_damaged_results(run, tmp_path, caps
         err = _refused([*argv, "--force"], capsys)
         assert "results.csv is damaged" in err and "sepbench evaluate" in err
     assert _files(board / "listen") == page
+
+
+def test_a_second_build_of_one_page_is_refused(run, tmp_path, capsys):
+    """While one `listen` builds the page, another is refused in one line, and the first's
+    half-built folder is left alone (it used to be cleared as a crash's leftover)."""
+    from recipes.lock import exclusive_lock
+
+    board = _board(run, tmp_path)
+    with exclusive_lock(board, "listening page", name=".listen.lock"):
+        (board / ".listen.new-abc").mkdir()  # what the holder is building
+        err = _refused(["listen", "--data", str(run["test_dir"]), "--out", str(board)], capsys)
+        assert "locked by another sepbench listening page" in err and (board / ".listen.new-abc").is_dir()
+    assert main(["listen", "--data", str(run["test_dir"]), "--out", str(board)]) == 0

@@ -38,6 +38,7 @@ from recipes.audio import read_audio
 from recipes.errors import SepbenchError
 from recipes.files import Stamp, atomic_folder
 from recipes.folder import content_hash, load_split
+from recipes.lock import exclusive_lock
 
 from ..data.loudness import match_loudness
 from ..scoring import examples
@@ -275,6 +276,13 @@ def build_listening_page(results_csv, test_dir, out_dir, clips_per_bucket: int |
 
     results_csv = Path(results_csv)
     out_dir = Path(out_dir)
+    # A second build of the same page would clear this one's half-built folder as a crash's
+    # leftover (two `listen --force` at once: the first died with FileNotFoundError).
+    with exclusive_lock(out_dir, "listening page", name=".listen.lock"):
+        return _build(results_csv, test_dir, out_dir, clips_per_bucket, models, log, force)
+
+
+def _build(results_csv: Path, test_dir, out_dir: Path, clips_per_bucket, models, log, force) -> Path:
     where = examples.folder(results_csv.parent)
     index = examples.read_index(where)
     results = examples.first_seed(read_results(results_csv))

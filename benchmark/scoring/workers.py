@@ -18,6 +18,7 @@ import contextlib
 import math
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -146,6 +147,9 @@ def _thread_env(threads: int):
 def _warm(barrier) -> None:
     """Worker start: import what metrics import lazily, then wait until every worker is ready,
     so start-up is paid before the first model's clock starts."""
+    # Ctrl-C reaches the whole process group: the parent stops the pool (Runner.close), and a
+    # worker's own KeyboardInterrupt would only print a traceback per worker.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Warm-up on purpose: the one import metrics.py makes late (it pulls in torch).
     import fast_bss_eval  # noqa: F401
     if barrier is not None:

@@ -34,6 +34,7 @@ import torch
 from recipes.checkpoint import load_model
 from recipes.errors import SepbenchError
 from recipes.files import atomic_path, file_hash
+from recipes.lock import exclusive_lock
 
 from .core import frame_stride, min_length
 from .formats import FORMATS
@@ -96,7 +97,11 @@ def export(checkpoint: str | Path, fmt: str, out: str | Path) -> dict:
             data = _torchscript_bytes(model, inputs[0], meta, name)
             exported = TorchScriptModel(torch.jit.load(io.BytesIO(data), map_location="cpu"), meta)
     diffs = _compare(exported, inputs, expected, name, fmt)
-    with atomic_path(out) as tmp:
+    if out.is_dir():
+        raise SepbenchError(f"{out}: is a folder; --out names the exported file")
+    # The write alone is atomic; the lock makes a second export of the same file wait its turn
+    # in a refusal rather than race to it.
+    with exclusive_lock(out.parent, "export", name=f".{out.name}.lock"), atomic_path(out) as tmp:
         Path(tmp).write_bytes(data)
     return {"recipe": name, "format": fmt, "out": out, "bytes": len(data), "sample_rate": rate,
             "checks": [(tuple(x.shape), d) for x, d in zip(inputs, diffs)], "max_rel_diff": max(diffs)}
