@@ -38,6 +38,8 @@ def allow_negative_lists(parser) -> None:
 def validate(parser) -> None:
     parser.add_argument("data_dir", type=Path, help="data set root (train/, test/, optional val/) or one split folder")
     parser.add_argument("--downmix", action="store_true", help="accept multi-channel files (averaged to mono)")
+    parser.add_argument("--force", action="store_true", help="read every file even if the set passed before "
+                        "unchanged (path, size, modification time)")
 
 
 def demo_data(parser) -> None:

@@ -3,30 +3,36 @@ leaderboard + listening page. Holds no hyperparameters: recipes and profiles own
 
 Idempotent: finished trainings and cached evaluations are skipped; an interrupted training is
 resumed from its last checkpoint. A recipe that fails to train is reported and the others go on;
-the exit code is non-zero at the end if any failed.
+the exit code is non-zero at the end if any failed. Where the trainings and the evaluation run is
+the launcher's business (benchmark/launch: this machine, or SLURM jobs); what they are is decided
+here, once, for both.
 """
 from __future__ import annotations
 
 import argparse
-import subprocess
+import functools
+import hashlib
+import json
 import sys
-import time
 from pathlib import Path
 
 import recipes
 from recipes import config
-from recipes.checkpoint import finished_run
 from recipes.config import PROFILES
 from recipes.errors import SepbenchError
-from recipes.files import Stamp
+from recipes.folder import load_split, test_split_dir
 from recipes.runs import run_folder
 
-from . import __version__
+from . import launch
+from .cli import build_parser
+from .cli import main as sepbench_main
 from .data.demo import generate
-from .data.validate import format_report, validate
+from .data.validate import checked
 from .evaluate import evaluate
+from .launch import Plan, Training, say
 from .report.listen import build_listening_page
 from .scoring.choices import BUCKET_MODES
+from .train_cmd import overrides_from_args
 
 DEMO_DIR = Path("data/demo")
 
@@ -50,11 +56,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--strategy", help="training strategy, e.g. ddp (passed to sepbench train)")
     p.add_argument("--precision", help="training precision, e.g. bf16-mixed (passed to sepbench train)")
     p.add_argument("--batch", type=int, help="evaluation: clips per forward pass (passed to sepbench evaluate)")
+    p.add_argument("--launcher", default="local", choices=tuple(launch.LAUNCHERS),
+                   help="where trainings and evaluation run: this machine (default), or SLURM jobs (docs/clusters.md)")
+    p.add_argument("--launcher-config", help="slurm: a YAML file of cluster settings (keys of "
+                   "benchmark/launch/slurm.yaml; the ones it omits keep their defaults)")
+    p.add_argument("--partition", help="slurm: partition of every job (overrides the launcher config)")
+    p.add_argument("--account", help="slurm: account charged for every job (overrides the launcher config)")
+    p.add_argument("--slurm-time", type=int, metavar="MIN", help="slurm: time limit of each training job in "
+                   "minutes (default: the profile's budget plus a margin)")
+    p.add_argument("--no-wait", action="store_true", help="slurm: return once the jobs are submitted")
     return p.parse_args(argv)
 
 
-def say(text: str) -> None:
-    print(f"[run_all] {text}", file=sys.stderr, flush=True)
+def launcher_options(args) -> dict:
+    return {"launcher_config": args.launcher_config, "partition": args.partition, "account": args.account,
+            "slurm_time": args.slurm_time, "wait": not args.no_wait}
 
 
 def prepare_data(args) -> Path:
@@ -66,70 +82,81 @@ def prepare_data(args) -> Path:
     return DEMO_DIR
 
 
-def check_data(data: Path, out: Path, force: bool = False) -> bool:
-    """`sepbench validate` on the data set, unless these very files passed it before: reading
-    every clip again was most of a re-run with nothing to do (7 s of 11 on the real-speech set).
-    Files are compared by path, size and modification time (a stat each, no read), with the
-    benchmark version, whose checks may change."""
-    files = sorted(p for p in data.rglob("*") if p.is_file())
-    stamp = Stamp(out / "cache" / "validated.json", key={"data": str(data), "version": __version__}, stat=files)
-    if stamp.fresh() and not force:
-        say(f"{data}: valid (unchanged since it was validated: {stamp.path.name})")
+def check_data(data: Path, force: bool = False) -> bool:
+    """`sepbench validate` on the data set, unless these very files passed it before (the record
+    `sepbench validate` keeps too: benchmark/data/validate.py, checked())."""
+    result = checked(data, force=force)
+    if result.cached:
+        say(f"{data}: valid (unchanged since it was validated: {result.stamp})")
         return True
-    report = validate(data)
-    if not report.ok:
-        print(format_report(report), file=sys.stderr)
+    if not result.ok:
+        print(result.text, file=sys.stderr)
         say(f"{data}: the data set is not usable (errors above); nothing was trained")
         return False
-    warnings = sum(1 for p in report.problems if p.level == "warning")
-    say(f"{data}: valid ({warnings} warnings)")
-    stamp.write()
+    say(f"{data}: valid ({result.warnings} warnings)")
     return True
 
 
-def _budget_minutes(name: str, profile: str) -> float | None:
-    """The profile's wall-clock budget of a recipe (an upper bound: a resumed run has used some);
-    None when it has none or its config is broken (its training then reports why)."""
-    try:
-        return config.resolve(name, profile)["trainer"]["max_minutes"]
-    except SepbenchError:
-        return None
-
-
-def train_all(args, data: Path, names: list[str]) -> list[str]:
-    """Each recipe trains in its own process, so one crash (even a segfault or OOM kill) cannot
-    take the others down. Seed by seed: every recipe gets seed 0 before any gets seed 1, so a
-    run stopped early still compares every recipe."""
-    failed = []
+def plan(args, data: Path, names: list[str]) -> Plan:
+    """Every recipe x seed as the `sepbench train` arguments that train it, seed by seed (every
+    recipe's seed 0 before any seed 1, so a run stopped early still compares every recipe), with
+    its resolved config, read with the overrides that very command line makes."""
     extra = []
     for flag in ("devices", "num_nodes", "strategy", "precision"):
         if getattr(args, flag) is not None:
             extra += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
-    # Decided here, not in a `sepbench train` process: starting one costs seconds of imports
-    # (torch, Lightning) only to say "already trained".
-    jobs = [(name, seed) for seed in range(args.seeds) for name in names]
-    todo = [(n, k) for n, k in jobs
-            if args.force or not finished_run(Path(args.runs) / n / run_folder(args.profile, k))]
-    budgets = {n: _budget_minutes(n, args.profile) for n in {n for n, _ in todo}}
-    for i, (name, seed) in enumerate(jobs, 1):
-        what = name if args.seeds == 1 else f"{name} seed {seed}"
-        if (name, seed) not in todo:
-            say(f"{what}: already trained ({i}/{len(jobs)}); --force to retrain")
-            continue
-        left = [budgets[n] for n, _ in todo[todo.index((name, seed)):]]
-        eta = f"; at most {sum(left):.0f} min of training left" if None not in left else ""
-        say(f"training {what} ({i}/{len(jobs)}, profile {args.profile}{eta})")
-        cmd = [sys.executable, "-m", "benchmark.cli", "train", name, "--data", str(data), "--profile",
-               args.profile, "--out", args.runs, *extra] + (["--seed", str(seed)] if seed else []) + (
-               ["--force"] if args.force else [])
-        started = time.monotonic()
-        code = subprocess.call(cmd)
-        if code != 0:
-            failed.append(what)
-            say(f"training {what} FAILED (exit {code}); continuing with the others")
-        else:
-            say(f"{what} done in {time.monotonic() - started:.0f} s")
-    return failed
+    trainings = []
+    for seed in range(args.seeds):
+        for name in names:
+            argv = ["train", name, "--data", str(data), "--profile", args.profile, "--out", args.runs, *extra] + (
+                ["--seed", str(seed)] if seed else [])
+            try:
+                cfg, problem = config.resolve(name, args.profile, overrides_from_args(build_parser().parse_args(argv))), None
+            except SepbenchError as exc:  # its training reports the same error; the others go on
+                cfg, problem = None, str(exc)
+            trainings.append(Training(what=name if args.seeds == 1 else f"{name} seed {seed}",
+                                      run_dir=Path(args.runs) / name / run_folder(args.profile, seed),
+                                      profile=args.profile, argv=tuple(argv), cfg=cfg, problem=problem))
+    key = json.dumps({k: getattr(args, k) for k in ("out", "jobs", "batch", "bucket")} | {"data": str(data)})
+    return Plan(trainings=tuple(trainings), force=args.force, runs=Path(args.runs), sepbench=sepbench_main,
+                finish=functools.partial(finish, args, data), finish_key=key,
+                test_clips=functools.partial(_count_clips, data / "test"),
+                inputs=functools.partial(evaluation_inputs, Path(args.runs), data / "test", Path(args.out)))
+
+
+def _count_clips(test: Path) -> int:
+    return len(load_split(test_split_dir(test)))
+
+
+def evaluation_inputs(runs: Path, test: Path, out: Path) -> str:
+    """What the evaluation reads and writes, by path, size and modification time (a stat each):
+    every run's checkpoint and card, every test file, and the leaderboard's files."""
+    files = sorted(runs.glob("*/*/best.pt")) + sorted(runs.glob("*/*/card.json")) + sorted(
+        p for p in test.rglob("*") if p.is_file()) + sorted(p for p in out.glob("*") if p.is_file())
+    digest = hashlib.sha256()
+    for path in files:
+        st = path.stat()
+        digest.update(f"{path.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def finish(args, data: Path, jobs: int | None = None, shard: str | None = None, merge: bool = False) -> list[str]:
+    """Evaluation and listening page, after the trainings; what failed. `jobs`: the scoring
+    processes when --jobs is not given (a SLURM job passes its cores). `shard` "K/N": score that
+    shard's clips only (no leaderboard); `merge`: the shards have scored every clip, with --force
+    if given, so their rows are taken as they are instead of being scored again."""
+    if shard is not None:
+        say(f"evaluating shard {shard} of the test set")
+        result = evaluate(data / "test", runs=args.runs, out=args.out, jobs=args.jobs or jobs, force=args.force,
+                          batch=args.batch, bucket=args.bucket, shard=shard)
+        return [f"evaluation: {m}" for m in result.get("failed", [])]
+    say("evaluating every checkpoint on the test set")
+    result = evaluate(data / "test", runs=args.runs, out=args.out, jobs=args.jobs or jobs,
+                      force=args.force and not merge, batch=args.batch, bucket=args.bucket)
+    page = build_listening_page(Path(args.out) / "results.csv", data / "test", args.out)
+    md = Path(args.out) / "LEADERBOARD.md"  # evaluate() has printed its main table above
+    say(f"leaderboard: {md}  listening page: {page}  per-clip scores: {Path(args.out) / 'results.csv'}")
+    return [f"evaluation: {m}" for m in result.get("failed", [])]
 
 
 def main(argv=None) -> int:
@@ -142,21 +169,15 @@ def main(argv=None) -> int:
                  else recipes.default_names())
         for name in names:
             recipes.get(name)  # unknown names fail before anything runs
+        launcher = launch.get(args.launcher)
+        launcher.check(launcher_options(args))  # e.g. no sbatch here: said before any data is made
         data = prepare_data(args)
-        if not check_data(data, Path(args.out), args.force):
+        if not check_data(data, args.force):
             return 1
-        failed = train_all(args, data, names)
-
-        say("evaluating every checkpoint on the test set")
-        result = evaluate(data / "test", runs=args.runs, out=args.out, jobs=args.jobs, force=args.force,
-                          batch=args.batch, bucket=args.bucket)
-        failed += [f"evaluation: {m}" for m in result.get("failed", [])]
-        page = build_listening_page(Path(args.out) / "results.csv", data / "test", args.out)
+        failed = launcher.run(plan(args, data, names), launcher_options(args))
     except SepbenchError as exc:
         say(f"error: {exc}")
         return 2
-    md = Path(args.out) / "LEADERBOARD.md"  # evaluate() has printed its main table above
-    say(f"leaderboard: {md}  listening page: {page}  per-clip scores: {Path(args.out) / 'results.csv'}")
     if failed:
         say(f"FAILED: {', '.join(failed)}")
         return 1

@@ -2,6 +2,7 @@
 site-packages can shadow this folder) that write clip folders by hand."""
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,19 @@ import pytest
 
 from benchmark.data.demo import generate
 from recipes import folder as folder_format
+
+
+@pytest.fixture(scope="session", autouse=True)
+def own_cache(tmp_path_factory):
+    """The tests' own XDG_CACHE_HOME (validation records): never the user's, and inherited by the
+    commands the tests start."""
+    previous = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if previous is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = previous
 
 
 @pytest.fixture(scope="session")

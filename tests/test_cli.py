@@ -58,7 +58,7 @@ def test_the_check_sees_a_heavy_import(tiny_set):
 
 
 @pytest.mark.parametrize("argv, expected", [
-    (["validate", "d"], {"data_dir": Path("d"), "downmix": False}),
+    (["validate", "d"], {"data_dir": Path("d"), "downmix": False, "force": False}),
     (["demo-data", "o", "--snrs", "-4,-3"], {"out": Path("o"), "n_train": 400, "n_test": 100, "seconds": 4.0,
                                               "sr": 8000, "snrs": "-4,-3", "seed": 0, "quirks": False, "force": False}),
     (["train", "lstm_mask", "a=1", "--data", "d"], {

@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("recipes", "benchmark")
 # Top to bottom: a unit may import only units below it (and itself).
-LAYERS = ["benchmark", "benchmark.report", "benchmark.scoring", "benchmark.separate", "benchmark.data", "recipes"]
+LAYERS = ["benchmark", "benchmark.launch", "benchmark.report", "benchmark.scoring", "benchmark.separate", "benchmark.data", "recipes"]
 
 
 def _modules() -> dict[str, Path]:

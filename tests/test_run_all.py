@@ -93,12 +93,13 @@ def test_scale_flags_reach_every_training_command(monkeypatch, tmp_path):
     """--devices/--num-nodes/--strategy/--precision go to each `sepbench train`, which owns them;
     a CLI that accepts a flag and drops it would train on one device in float32 without a word."""
     from benchmark import run_all
+    from benchmark.launch import local
 
     calls = []
-    monkeypatch.setattr(run_all.subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    monkeypatch.setattr(local.subprocess, "call", lambda cmd: calls.append(cmd) or 0)
     args = run_all.parse_args(["--devices", "4", "--num-nodes", "2", "--strategy", "ddp", "--precision",
                                "bf16-mixed", "--runs", str(tmp_path), "--profile", "gpu"])
-    assert run_all.train_all(args, tmp_path, ["conv_tasnet", "lstm_mask"]) == []
+    assert local.train(run_all.plan(args, tmp_path, ["conv_tasnet", "lstm_mask"])) == []
     assert len(calls) == 2
     for cmd in calls:
         tail = " ".join(cmd[cmd.index("train"):])
@@ -112,12 +113,13 @@ def test_default_recipe_set_and_all(monkeypatch, tiny_data, tmp_path, flag, expe
     registered recipe: 12 recipes x 10 cpu minutes would not fit the hour a default run aims for."""
     import recipes
     from benchmark import run_all
+    from benchmark.launch import local
 
     trained = []
-    monkeypatch.setattr(run_all, "train_all", lambda args, data, names: trained.extend(names) or ["stop"])
-    monkeypatch.setattr(run_all, "evaluate", lambda *a, **k: (_ for _ in ()).throw(SystemExit(0)))
-    with pytest.raises(SystemExit):
-        run_all.main(["--data", str(tiny_data), "--runs", str(tmp_path)] + (["--recipes", flag] if flag else []))
+    monkeypatch.setattr(local, "run", lambda plan, options: trained.extend(
+        t.run_dir.parent.name for t in plan.trainings) or ["stop"])
+    assert run_all.main(["--data", str(tiny_data), "--runs", str(tmp_path), "--out", str(tmp_path / "lb")]
+                        + (["--recipes", flag] if flag else [])) == 1
     want = {"default": recipes.default_names(), "all": recipes.names()}.get(expected, [expected])
     assert trained == want
     assert {"lstm_mask", "spec_unet", "conv_tasnet"} <= set(recipes.default_names()) < set(recipes.names())
@@ -130,6 +132,7 @@ def test_finished_runs_start_no_process(monkeypatch, tmp_path, capsys):
     import json
 
     from benchmark import run_all
+    from benchmark.launch import local
 
     for name, status in (("lstm_mask", "complete"), ("spec_unet", "running")):
         run = tmp_path / name / "cpu"
@@ -137,9 +140,13 @@ def test_finished_runs_start_no_process(monkeypatch, tmp_path, capsys):
         (run / "card.json").write_text(json.dumps({"status": status}))
         (run / "best.pt").write_bytes(b"x")
     calls = []
-    monkeypatch.setattr(run_all.subprocess, "call", lambda cmd: calls.append(cmd[cmd.index("train") + 1]) or 0)
+    monkeypatch.setattr(local.subprocess, "call", lambda cmd: calls.append(cmd[cmd.index("train") + 1]) or 0)
     names = ["lstm_mask", "spec_unet", "conv_tasnet"]
-    assert run_all.train_all(run_all.parse_args(["--runs", str(tmp_path)]), tmp_path, names) == []
+
+    def train_all(argv):
+        return local.train(run_all.plan(run_all.parse_args(argv), tmp_path, names))
+
+    assert train_all(["--runs", str(tmp_path)]) == []
     assert calls == ["spec_unet", "conv_tasnet"]
     err = capsys.readouterr().err
     assert "lstm_mask: already trained (1/3)" in err
@@ -147,7 +154,7 @@ def test_finished_runs_start_no_process(monkeypatch, tmp_path, capsys):
     assert "training spec_unet (2/3, profile cpu; at most 20 min of training left)" in err
     assert "training conv_tasnet (3/3, profile cpu; at most 10 min of training left)" in err
     calls.clear()
-    run_all.train_all(run_all.parse_args(["--runs", str(tmp_path), "--force"]), tmp_path, names)
+    train_all(["--runs", str(tmp_path), "--force"])
     assert calls == names
 
 
@@ -157,32 +164,34 @@ def test_seeds_train_seed_by_seed_into_their_own_folders(monkeypatch, tmp_path, 
     import json
 
     from benchmark import run_all
+    from benchmark.launch import local
 
     run = tmp_path / "lstm_mask" / "cpu-seed1"
     run.mkdir(parents=True)
     (run / "card.json").write_text(json.dumps({"status": "complete"}))
     (run / "best.pt").write_bytes(b"x")
     calls = []
-    monkeypatch.setattr(run_all.subprocess, "call", lambda cmd: calls.append(
+    monkeypatch.setattr(local.subprocess, "call", lambda cmd: calls.append(
         (cmd[cmd.index("train") + 1], cmd[cmd.index("--seed") + 1] if "--seed" in cmd else None)) or 0)
     args = run_all.parse_args(["--runs", str(tmp_path), "--seeds", "2"])
-    assert run_all.train_all(args, tmp_path, ["lstm_mask", "spec_unet"]) == []
+    assert local.train(run_all.plan(args, tmp_path, ["lstm_mask", "spec_unet"])) == []
     assert calls == [("lstm_mask", None), ("spec_unet", None), ("spec_unet", "1")]
     assert "lstm_mask seed 1: already trained (3/4)" in capsys.readouterr().err
 
 
 def test_validation_is_skipped_for_files_that_passed_it_unchanged(monkeypatch, tiny_copy, tmp_path, capsys):
     from benchmark import run_all
+    from benchmark.data import validate as validate_module
 
-    out = tmp_path / "lb"
-    assert run_all.check_data(tiny_copy, out)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert run_all.check_data(tiny_copy)
     calls = []
-    real = run_all.validate
-    monkeypatch.setattr(run_all, "validate", lambda data: calls.append(data) or real(data))
-    assert run_all.check_data(tiny_copy, out) and calls == []
+    real = validate_module.validate
+    monkeypatch.setattr(validate_module, "validate", lambda data, **kw: calls.append(data) or real(data, **kw))
+    assert run_all.check_data(tiny_copy) and calls == []
     assert "unchanged since it was validated" in capsys.readouterr().err
-    assert run_all.check_data(tiny_copy, out, force=True) and len(calls) == 1
+    assert run_all.check_data(tiny_copy, force=True) and len(calls) == 1
     voice = next((tiny_copy / "test").glob("*/voice.wav"))
     voice.write_bytes(voice.read_bytes()[:100])  # truncated: the data set changed and is now broken
-    assert not run_all.check_data(tiny_copy, out) and len(calls) == 2
+    assert not run_all.check_data(tiny_copy) and len(calls) == 2
     assert "not usable" in capsys.readouterr().err

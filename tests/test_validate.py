@@ -238,3 +238,30 @@ def test_quirky_demo_data_is_usable_with_warnings(tmp_path):
     kinds = {kind for clip in report.clips for kind in clip.warnings}
     assert report.ok and kinds == {"residual", "label", "silent"}
     assert report.stats["train"]["near_silent"] == 1
+
+
+def test_an_unchanged_set_that_passed_is_not_read_again(monkeypatch, capsys, tiny_copy, tmp_path):
+    """The second `sepbench validate` of the same files reads no audio and prints the same
+    report (run_all shares the record); a touched file, or --force, reads them all again."""
+    import time
+
+    from benchmark.data import validate as validate_module
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    rc, first = run_cli(monkeypatch, capsys, tiny_copy)
+    assert rc == 0
+    reads = []
+    real = validate_module.decode
+    monkeypatch.setattr(validate_module, "decode", lambda path, downmix: reads.append(path) or real(path, downmix))
+    started = time.monotonic()
+    rc, second = run_cli(monkeypatch, capsys, tiny_copy)
+    assert rc == 0 and reads == [] and time.monotonic() - started < 2
+    assert second.startswith(first.rstrip("\n")) and "no file was read again" in second
+    n_files = len(reads)
+    rc, _ = run_cli(monkeypatch, capsys, tiny_copy, "--force")
+    assert rc == 0 and len(reads) > n_files
+    reads.clear()
+    voice = tiny_copy / CLIP / "voice.wav"
+    voice.write_bytes(voice.read_bytes())  # same bytes, new modification time
+    rc, _ = run_cli(monkeypatch, capsys, tiny_copy)
+    assert rc == 0 and reads
