@@ -78,15 +78,20 @@ def remove_stale_temps(folder: str | Path, max_age: float = STALE_SECONDS) -> li
     return removed
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | Path):
-    """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds,
-    so an interruption never leaves a half-written file where a good one was."""
-    path = Path(path)
+def _new_temp(path: Path) -> Path:
+    """An empty temporary file beside `path`, named for remove_stale_temps."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp" + path.suffix, dir=path.parent)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600 files; outputs get the usual permissions
+    return Path(tmp)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path):
+    """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds,
+    so an interruption never leaves a half-written file where a good one was."""
+    tmp = _new_temp(Path(path))
     try:
         yield Path(tmp)
         os.replace(tmp, path)
@@ -106,11 +111,7 @@ def atomic_files(paths: dict):
     temps: dict = {}
     try:
         for key, path in targets.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp" + path.suffix, dir=path.parent)
-            os.close(fd)
-            os.chmod(tmp, 0o666 & ~umask())
-            temps[key] = Path(tmp)
+            temps[key] = _new_temp(path)
         yield dict(temps)
         _commit(targets, temps)
     finally:

@@ -196,15 +196,17 @@ def _read(path: str | Path, required) -> pd.DataFrame:
         df = pd.read_csv(path, dtype=dtypes, keep_default_na=False,
                          na_values={c: [""] for c in head if c not in dtypes})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
-        raise SepbenchError(f"{path} is damaged ({str(exc).splitlines()[0]}); "
-                            "re-run `sepbench evaluate --force` to rebuild it") from None
-    missing = [c for c in required if c not in df.columns]
+        raise _damaged(path, str(exc).splitlines()[0]) from None
     if not _ends_a_line(path):
-        raise SepbenchError(f"{path} is damaged (cut short in a row); re-run `sepbench evaluate --force` to rebuild it")
+        raise _damaged(path, "cut short in a row")
+    missing = [c for c in required if c not in df.columns]
     if missing:
-        raise SepbenchError(f"{path} is damaged (no column {', '.join(missing)}); "
-                            "re-run `sepbench evaluate --force` to rebuild it")
+        raise _damaged(path, f"no column {', '.join(missing)}")
     return df
+
+
+def _damaged(path, why: str) -> SepbenchError:
+    return SepbenchError(f"{path} is damaged ({why}); re-run `sepbench evaluate --force` to rebuild it")
 
 
 def _ends_a_line(path) -> bool:
