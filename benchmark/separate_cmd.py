@@ -40,7 +40,8 @@ from benchmark.separate.core import StreamResampler, iter_separate, pick_device,
 from benchmark.separate.export import load_separator
 from recipes.audio import AUDIO_SUFFIXES, audio_info
 from recipes.errors import SepbenchError
-from recipes.files import atomic_path, remove_stale_temps, temp_prefix
+from recipes.files import atomic_files, remove_stale_temps, temp_prefix
+from recipes.folder import sound_writer
 from recipes.runs import DEFAULT_SEED, run_folder
 from recipes.safe_names import RULE, is_safe_name
 
@@ -189,6 +190,13 @@ def separate_files(checkpoint_path, inputs, out="separated", *, device: str = "c
                 raise SepbenchError(f"{src}: not separated: its outputs {outs[0]} and {outs[1]} are those of "
                                     f"{other} in this run; separate it with another --out")
             claimed.update({p.resolve(): src for p in outs})
+            for p in outs:
+                # Not "kept existing" (exit 0, nothing separated), nor with --overwrite a failed
+                # rename naming a temporary file.
+                if p.is_dir():
+                    raise SepbenchError(f"{src}: not separated: {p} is a folder, not a file")
+                if p.exists() and not p.is_file():
+                    raise SepbenchError(f"{src}: not separated: {p} is not a regular file")
             existing = [str(p) for p in outs if p.exists()]
             if existing and not overwrite:
                 summary["skipped"] += 1
@@ -284,9 +292,11 @@ def separate_file(model, rate: int, src: Path, outs: tuple[Path, Path], chunk, c
                 for k, tmp in enumerate(temps):
                     tmp.write(np.ascontiguousarray(block[k::2].T, dtype="<f4").tobytes())  # frames x channels
         gain = PEAK_LIMIT / peak if peak > PEAK_LIMIT else 1.0
-        for tmp, dst in zip(temps, outs):
-            tmp.close()
-            _convert(Path(tmp.name), dst, gain, sr, out_ch, info.format, info.subtype)
+        # Voice and noise replace the old pair as one: a full disk never leaves a mixed pair.
+        with atomic_files(dict(enumerate(outs))) as staged:
+            for k, tmp in enumerate(temps):
+                tmp.close()
+                _convert(Path(tmp.name), staged[k], gain, sr, out_ch, info.format, info.subtype)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         raise SepbenchError(f"{src}: {_describe(exc)}") from None
     finally:
@@ -298,12 +308,10 @@ def separate_file(model, rate: int, src: Path, outs: tuple[Path, Path], chunk, c
 
 
 def _convert(raw: Path, dst: Path, gain: float, sr: int, channels: int, fmt: str, subtype: str) -> None:
-    """Raw float32 frames -> the input's format and subtype, block by block, renamed into place."""
-    with atomic_path(dst) as tmp:
-        with open(raw, "rb") as fh, \
-                sf.SoundFile(str(tmp), "w", samplerate=sr, channels=channels, format=fmt, subtype=subtype) as out:
-            while True:
-                block = np.fromfile(fh, dtype="<f4", count=_BLOCK * channels)
-                if block.size == 0:
-                    break
-                out.write(block.reshape(-1, channels) * np.float32(gain))
+    """Raw float32 frames -> the input's format and subtype, block by block, into `dst`."""
+    with open(raw, "rb") as fh, sound_writer(dst, samplerate=sr, channels=channels, format=fmt, subtype=subtype) as out:
+        while True:
+            block = np.fromfile(fh, dtype="<f4", count=_BLOCK * channels)
+            if block.size == 0:
+                break
+            out.write(block.reshape(-1, channels) * np.float32(gain))

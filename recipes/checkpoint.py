@@ -52,8 +52,11 @@ def save_model(path, model: torch.nn.Module, recipe: str, model_args: dict, samp
         "model_args": dict(model_args), "sample_rate": int(sample_rate),
         "state_dict": state, "meta": {"git_commit": git_commit(), "versions": versions(), **meta},
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    # Through a Python file: given a path, PyTorch's C++ writer reports a full disk as
+    # "RuntimeError: [enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0", with
+    # neither the file nor the reason; a Python file raises the OSError (No space left on device).
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(payload, f)
 
 
 def read_checkpoint(path) -> dict:

@@ -5,6 +5,7 @@ Dataset of (mixture, sources) examples, crops and dynamic remixes. The folder fo
 """
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -46,6 +47,8 @@ def split_train_val(clips: list[Clip], fraction: float, seed: int) -> tuple[list
 def data_splits(data_dir: str | Path, val_fraction: float, seed: int) -> dict[str, list[Clip]]:
     """train/val clips of a data set root: `val/` when present, else carved from `train/`."""
     root = Path(data_dir)
+    if root.exists() and not root.is_dir():
+        raise SepbenchError(f"{root} is a file, not a data folder (one holding train/)")
     if not root.is_dir():
         raise SepbenchError(f"{root}: data folder does not exist")
     train = load_split(root / "train")
@@ -58,6 +61,42 @@ def data_splits(data_dir: str | Path, val_fraction: float, seed: int) -> dict[st
     if not val:
         raise SepbenchError(f"{root / 'train'}: too few clips to carve a validation split")
     return {"train": train, "val": val}
+
+
+SIGNALS = 3  # a training example holds the mixture and its two sources
+
+
+def batch_bytes(batch: int, segment: int, workers: int) -> int:
+    """A floor on the host memory the training loader holds at once: float32 examples, each
+    batch twice (its items, then their collated copy), and the batches in flight: the one trained
+    on plus 2 prefetched per loader worker (DataLoader's prefetch_factor). The model's
+    activations come on top, so a batch over this floor cannot fit."""
+    return 2 * batch * segment * SIGNALS * 4 * (1 + 2 * workers)
+
+
+def memory_bytes() -> int:
+    """This machine's physical memory."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_limits(train_set: FolderDataset, segment_seconds: float, batch: int, workers: int,
+                 processes: int = 1) -> None:
+    """Refuse, before any run folder is written, a segment longer than every training clip (all
+    padding: it died allocating terabytes in the first batch) and a batch over batch_bytes'
+    floor of memory, for each of the `processes` training on this machine (DDP ranks: each has
+    its own loader). From the lengths the data set read already: no audio is opened again."""
+    where, rate, segment = train_set.clips[0].folder.parent, train_set.sample_rate, train_set.segment
+    longest = max(train_set.lengths)
+    if segment > longest:
+        raise SepbenchError(f"data.segment_seconds={segment_seconds:g} is longer than every training clip in {where} "
+                            f"(longest {longest / rate:g} s): every crop would be mostly padding; lower data.segment_seconds")
+    items = min(batch, len(train_set))  # a data set smaller than a batch is one batch (sampling.py)
+    need, have = processes * batch_bytes(items, segment, workers), memory_bytes()
+    if need > have:
+        raise SepbenchError(f"optim.batch_size={batch}: {items} segments of {segment_seconds:g} s from {where} need at "
+                            f"least {need / 2**30:.1f} GiB of memory with data.num_workers={workers}"
+                            f"{f' in each of {processes} processes' if processes > 1 else ''}, more than this "
+                            f"machine's {have / 2**30:.1f} GiB; lower optim.batch_size or data.segment_seconds")
 
 
 class FolderDataset(torch.utils.data.Dataset):
@@ -85,6 +124,11 @@ class FolderDataset(torch.utils.data.Dataset):
         self.clips = [clips[i] for i in keep]
         self.lengths = [info[i][0] for i in keep]
         if not self.clips:
+            longest = max((n for n, _ in info), default=0)
+            if segment is not None and 0 < longest < segment:
+                raise SepbenchError(f"{clips[0].folder.parent}: no usable clips: the segment ({segment / self.sample_rate:g} s) "
+                                    f"is longer than every clip (longest {longest / self.sample_rate:g} s), and "
+                                    "short_policy skip leaves them all out")
             raise SepbenchError(f"no usable clips (segment {segment} samples, short_policy {short_policy})")
         self.segment, self.seed, self.downmix, self.epoch = segment, seed, downmix, 0
         if dynamic_mixing and (segment is None or len(self.clips) < 2):

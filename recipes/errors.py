@@ -2,6 +2,7 @@
 one line it gives an OSError."""
 from __future__ import annotations
 
+import contextlib
 import errno
 
 
@@ -22,3 +23,16 @@ def os_error_line(exc: OSError) -> str:
         return f"cannot write: {reason}" if exc.errno in _WRITE_ERRNOS else reason
     where = f"{exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 is not None else "")
     return f"cannot write {where}: {reason}" if exc.errno in _WRITE_ERRNOS else f"{where}: {reason}"
+
+
+@contextlib.contextmanager
+def naming(path):
+    """A storage failure inside the block that names no file is said to be `path`'s: write(2),
+    close(2) and fsync(2) know only a descriptor, and `cannot write: No space left on device`
+    would leave the user to guess which disk."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None or exc.errno not in _WRITE_ERRNOS:
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc

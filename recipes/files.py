@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from .errors import naming
+
 # Temporary files are named `.<target>.sepbench-<pid>-<host>-<random>.tmp<suffix>` (or `.f32` for
 # separate's raw streams): the writer's PID and host let remove_stale_temps tell the leftovers
 # of a killed run from the files of one still running. <host> is a hash: hostnames may hold any
@@ -93,7 +95,8 @@ def atomic_path(path: str | Path):
     so an interruption never leaves a half-written file where a good one was."""
     tmp = _new_temp(Path(path))
     try:
-        yield Path(tmp)
+        with naming(path):
+            yield Path(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -112,7 +115,9 @@ def atomic_files(paths: dict):
     try:
         for key, path in targets.items():
             temps[key] = _new_temp(path)
-        yield dict(temps)
+        # A write fails on a descriptor of one of the temporaries: the set's folder is named.
+        with naming(os.path.commonpath([p.absolute() for p in targets.values()]) if targets else "."):
+            yield dict(temps)
         _commit(targets, temps)
     finally:
         for tmp in temps.values():
@@ -175,11 +180,19 @@ def atomic_folder(dest: str | Path):
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.new-", dir=dest.parent))
     try:
         os.chmod(tmp, 0o777 & ~umask())
-        yield tmp
+        with naming(dest):
+            yield tmp
         aside = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
         if dest.exists():
             os.replace(dest, aside / dest.name)
-        os.replace(tmp, dest)
+        try:
+            os.replace(tmp, dest)
+        except BaseException:  # a full disk can refuse the second rename: the old folder goes back
+            if (aside / dest.name).exists():
+                os.replace(aside / dest.name, dest)
+            with contextlib.suppress(OSError):
+                os.rmdir(aside)
+            raise
         shutil.rmtree(aside, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -235,12 +248,15 @@ class Stamp:
             self._inputs = hashlib.sha256(text.encode("utf-8")).hexdigest()
         return self._inputs
 
-    def _output_hashes(self) -> dict[str, str | None]:
-        files = []
+    def _output_hashes(self, staged: dict | None = None) -> dict[str, str | None]:
+        where, hashes = _staging(staged), {}
         for p in self.outputs:
-            files += sorted(f for f in p.rglob("*") if f.is_file() and f.absolute() != self.path.absolute()) \
-                if p.is_dir() else [p]
-        return {os.path.relpath(p, self.path.parent): file_hash(p) if p.is_file() else None for p in files}
+            src, own = where(p), where(self.path).absolute()
+            files = sorted(f for f in src.rglob("*") if f.is_file() and f.absolute() != own) if src.is_dir() else [src]
+            for f in files:
+                final = p / f.relative_to(src) if src.is_dir() else p
+                hashes[os.path.relpath(final, self.path.parent)] = file_hash(f) if f.is_file() else None
+        return hashes
 
     def fresh(self) -> bool:
         try:
@@ -250,11 +266,34 @@ class Stamp:
         return (isinstance(stored, dict) and stored.get("inputs") == self.inputs_hash()
                 and stored.get("outputs") == self._output_hashes())
 
-    def write(self) -> None:
+    def write(self, staged: dict | None = None) -> None:
         """Record the inputs and the outputs as they are now; call it after the outputs are
-        complete (a run killed before it leaves the old stamp, which no longer matches)."""
-        record = {"inputs": self.inputs_hash(), "outputs": self._output_hashes()}
-        atomic_write_text(self.path, json.dumps(record, sort_keys=True, indent=1) + "\n")
+        complete (a run killed before it leaves the old stamp, which no longer matches).
+        `staged`: {final path: its temporary} of outputs not yet renamed into place (what
+        atomic_files yields, or {folder: atomic_folder's temporary}), the stamp's own among them
+        or inside them: the outputs are hashed there and the stamp is written there, so that it
+        is replaced with them as one (written after, a full disk could leave new outputs under
+        the old stamp)."""
+        record = {"inputs": self.inputs_hash(), "outputs": self._output_hashes(staged)}
+        text = json.dumps(record, sort_keys=True, indent=1) + "\n"
+        target = _staging(staged)(self.path)
+        if target != self.path:
+            target.write_text(text, encoding="utf-8")  # a temporary already, renamed with the rest
+        else:
+            atomic_write_text(self.path, text)
+
+
+def _staging(staged: dict | None):
+    """final path -> where it is now: its temporary, or inside a temporary folder."""
+    pairs = [(Path(final).absolute(), Path(tmp)) for final, tmp in (staged or {}).items()]
+
+    def where(path: Path) -> Path:
+        full = Path(path).absolute()
+        for final, tmp in pairs:
+            if full == final or final in full.parents:
+                return tmp / full.relative_to(final)
+        return Path(path)
+    return where
 
 
 def _signature(path: Path) -> list:

@@ -182,6 +182,52 @@ def write_audio(path: Path, data: np.ndarray, sample_rate: int, subtype: str = "
     path.write_bytes(buffer.getvalue())
 
 
+class _Sink:
+    """A file for libsndfile's virtual I/O that keeps the first OSError and reports the call as
+    failed: raised inside a callback it would be printed, traceback and all, and lost (cffi)."""
+
+    def __init__(self, f):
+        self._f, self.error = f, None
+
+    def _call(self, name: str, *args, failed):
+        if self.error is None:
+            try:
+                return getattr(self._f, name)(*args)
+            except OSError as exc:
+                self.error = exc
+        return failed
+
+    def write(self, data):
+        return self._call("write", data, failed=0)
+
+    def read(self, n):
+        return self._call("read", n, failed=b"")
+
+    def seek(self, *args):
+        return self._call("seek", *args, failed=-1)
+
+    def tell(self):
+        return self._call("tell", failed=-1)
+
+
+@contextlib.contextmanager
+def sound_writer(path: Path, **kwargs):
+    """soundfile.SoundFile(path, "w", **kwargs) for audio written block by block (too long for
+    write_audio's memory), through a Python file: libsndfile given a path says only "System
+    error" on a full or read-only disk, this raises the OSError of the call that failed."""
+    with open(path, "w+b") as f:
+        sink = _Sink(f)
+        try:
+            with sf.SoundFile(sink, "w", **kwargs) as out:
+                yield out
+        except Exception:  # libsndfile's error, or soundfile's assert on a short write
+            if sink.error is not None:
+                raise sink.error from None
+            raise
+        if sink.error is not None:  # failed while finishing the header at close
+            raise sink.error
+
+
 def write_clip(folder: Path, voice: np.ndarray, noise: np.ndarray, mix: np.ndarray, sample_rate: int,
                snr: float | str, subtype: str = "PCM_16", suffix: str = ".wav") -> Path:
     """One clip folder. Arrays are [T] or [T, channels]; the mixture is written as given (it

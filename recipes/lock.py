@@ -13,7 +13,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from .errors import SepbenchError
+from .errors import SepbenchError, naming
 
 LOCK_NAME = ".lock"
 
@@ -45,8 +45,9 @@ def exclusive_lock(folder: str | Path, what: str, name: str = LOCK_NAME):
             holder = f"PID {pid}" if pid else "PID unknown"
             raise SepbenchError(f"{folder}: locked by another sepbench {what} ({holder}); "
                                 "wait for it or stop it") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        with naming(folder / name):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         try:
             yield
         finally:

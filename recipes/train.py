@@ -1,6 +1,7 @@
 """The one training entry for every recipe: train(...) -> summary dict (also `sepbench train`)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -28,8 +29,8 @@ from .callbacks import (
     TimeBudget,
 )
 from .checkpoint import finished_run, git_commit, versions
-from .data import FolderDataset, data_splits
-from .errors import SepbenchError
+from .data import FolderDataset, check_limits, data_splits
+from .errors import SepbenchError, naming
 from .files import atomic_write_text
 from .folder import content_hash
 from .lock import exclusive_lock
@@ -119,6 +120,10 @@ def loaders(cfg: dict, splits: dict, seed: int):
     if train_set.sample_rate != val_set.sample_rate:
         raise SepbenchError(f"train and validation sample rates differ ({train_set.sample_rate} vs {val_set.sample_rate})")
     bs, workers = cfg["optim"]["batch_size"], cfg["data"]["num_workers"]
+    devices = cfg["trainer"]["devices"]
+    # the training processes on this machine, each with its own loader ('auto' or -1: at least one)
+    local = len(devices) if isinstance(devices, (list, tuple)) else max(1, devices if isinstance(devices, int) else 1)
+    check_limits(train_set, seg_seconds, bs, workers, processes=local)
     sampler = GlobalBatchSampler(len(train_set), bs, seed)
     train = torch.utils.data.DataLoader(train_set, batch_size=bs, sampler=sampler, num_workers=workers)
     val = torch.utils.data.DataLoader(val_set, batch_size=bs, shuffle=False, num_workers=workers)
@@ -259,22 +264,29 @@ def _train(recipe, data, profile, cfg, run_dir: Path, resume: bool, force: bool,
     if force and run_dir.exists() and trainer.is_global_zero:
         replaced = _aside(run_dir)
         run_dir.rename(replaced)
-    data_hash = content_hash(splits["train"] + splits["val"])
-    card = {"recipe": recipe, "profile": profile, "model_args": model_args, "n_params": n_params,
-            "sample_rate": sample_rate, "data": {"path": str(Path(data).resolve()), "hash": data_hash,
-            "n_train": len(train_loader.dataset), "n_val": len(val_loader.dataset)},
-            "seed": seed, "git_commit": git_commit(), "versions": versions(), "status": "running"}
-    if trainer.is_global_zero:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.yaml", config_mod.dump(cfg))
-        _write_card(card_path, card)
+    try:  # from here on, a failure puts the old run back
+        data_hash = content_hash(splits["train"] + splits["val"])
+        card = {"recipe": recipe, "profile": profile, "model_args": model_args, "n_params": n_params,
+                "sample_rate": sample_rate, "data": {"path": str(Path(data).resolve()), "hash": data_hash,
+                "n_train": len(train_loader.dataset), "n_val": len(val_loader.dataset)},
+                "seed": seed, "git_commit": git_commit(), "versions": versions(), "status": "running"}
+        if trainer.is_global_zero:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(run_dir / "config.yaml", config_mod.dump(cfg))
+            _write_card(card_path, card)
 
-    started = time.time()
-    try:
-        trainer.fit(system, ckpt_path=resume_from, weights_only=True)
-    finally:
+        started = time.time()
+        with naming(run_dir):  # Lightning's logger writes metrics.csv itself: a full disk names no file
+            trainer.fit(system, ckpt_path=resume_from, weights_only=True)
+    except BaseException:
         if replaced is not None and trainer.is_global_zero:
-            _restore_interrupted_force(run_dir)
+            # On a disk gone read-only this fails too: the next call puts the old run back, and
+            # the error said is the first one, not that of the cleanup.
+            with contextlib.suppress(OSError):
+                _restore_interrupted_force(run_dir)
+        raise
+    if replaced is not None and trainer.is_global_zero:
+        _restore_interrupted_force(run_dir)
     if trainer.interrupted:  # Lightning swallows Ctrl-C; the run is resumable, not complete
         raise KeyboardInterrupt
     stop = "time budget" if budget.exhausted else (
