@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from benchmark.scoring.choices import BUCKET_MODES, RANK_METRIC
+from benchmark.scoring.choices import BUCKET_MODES, OPTIONAL_METRICS, RANK_METRIC
 from benchmark.separate.formats import FORMATS
 from recipes.config import PROFILES
 
@@ -96,8 +96,8 @@ def evaluate(parser) -> None:
                         "root holding test/")
     parser.add_argument("--runs", default="runs", help="runs folder: runs/<recipe>/<profile>/best.pt + card.json "
                         "(finding no checkpoint there is an error)")
-    parser.add_argument("--references-only", action="store_true", help="score only the mixture and oracle rows, "
-                        "no trained models (ignores --runs)")
+    parser.add_argument("--references-only", action="store_true", help="score only the mixture and oracle rows "
+                        "(and with --pretrained the pretrained enhancers), no trained models (ignores --runs)")
     parser.add_argument("--out", default="leaderboard", help="output folder (results, summary, LEADERBOARD.md, cache/)")
     parser.add_argument("--jobs", type=int, default=None, help="worker processes (default: number of cores)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where models run")
@@ -105,6 +105,10 @@ def evaluate(parser) -> None:
                         f"(default {DEFAULT_GPU_BATCH} on a GPU, 1 on the CPU, where batching slows some models)")
     parser.add_argument("--force", action="store_true", help="re-evaluate even what the cache holds")
     parser.add_argument("--no-references", action="store_true", help="skip the mixture and oracle rows")
+    parser.add_argument("--pretrained", nargs="?", const="all", default=None, metavar="NAMES",
+                        help="also score the pretrained enhancers whose extra is installed (pip install -e "
+                        ".[baselines]; all, or NAME,NAME...) as rows of their own kind; ./run_all.sh does by default")
+    _metrics_option(parser)
     parser.add_argument("--bucket", choices=BUCKET_MODES, default="label",
                         help="SNR buckets: the label in the file name (default), or the SNR measured on the stems")
     parser.add_argument("--bucket-edges", type=_edges, default=None, metavar="A,B,...",
@@ -113,6 +117,25 @@ def evaluate(parser) -> None:
                         "OUT/cache/shards/N/K and write no leaderboard; run again without it to merge")
     parser.add_argument("--listen-clips", type=int, default=1, metavar="N",
                         help="clips per SNR label whose estimates are kept for the listening page (default 1)")
+
+
+def _metrics_option(parser) -> None:
+    parser.add_argument("--metrics", default=None, metavar="+NAME[,+NAME]",
+                        help=f"optional metrics added to the fixed set ({', '.join('+' + m for m in OPTIONAL_METRICS)}: "
+                        "SIG, BAK and OVRL of every row, the mixture's included; needs its extra)")
+
+
+def score_unlabelled(p) -> None:
+    p.add_argument("recordings", type=Path, metavar="DIR", help="folder of noisy recordings: every .wav/.flac in it "
+                   "(searched recursively), any sample rate, mono (or --downmix)")
+    p.add_argument("--runs", default="runs", help="runs folder: every finished runs/<recipe>/<profile>/best.pt is run "
+                   "(default runs/; a missing folder means the pretrained enhancers only)")
+    p.add_argument("--out", type=Path, required=True, metavar="OUT", help="output folder: dnsmos.csv, "
+                   "dnsmos_summary.csv, DNSMOS.md and listen/index.html (replaced as one set)")
+    p.add_argument("--no-pretrained", action="store_true", help="run only the checkpoints, not the pretrained "
+                   "enhancers")
+    p.add_argument("--downmix", action="store_true", help="accept multi-channel recordings (averaged to mono)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"), help="where the checkpoints run")
 
 
 def _edges(text: str) -> list[float]:
@@ -185,4 +208,6 @@ COMMANDS = {
                       "time axes), checked against PyTorch", export),
     "listen": Command("benchmark.listen_cmd", "build the listening page (OUT/listen/index.html) from an "
                       "evaluated leaderboard and its test clips", listen),
+    "score-unlabelled": Command("benchmark.unlabelled_cmd", "run every checkpoint and pretrained enhancer over "
+                                "noisy recordings without stems: a DNSMOS table and a listening page", score_unlabelled),
 }

@@ -1,8 +1,10 @@
-"""`sepbench evaluate`: every checkpoint (plus mixture and oracle rows) x every test clip ->
-tidy per-clip rows (results.csv) -> summary.csv -> LEADERBOARD.md and a plot.
+"""`sepbench evaluate`: every checkpoint (plus mixture and oracle rows, and with --pretrained the
+pretrained enhancers of benchmark/baselines) x every test clip -> tidy per-clip rows (results.csv)
+-> summary.csv -> LEADERBOARD.md and a plot.
 
 Each model's rows are cached under OUT/cache/ by (checkpoint content hash, test set content hash,
-benchmark version), so a re-run evaluates nothing new. The mixture's own scores (the baseline of
+benchmark version; a pretrained row by its name and its package's version, which ship its
+weights; `--metrics +dnsmos` adds DNSMOS's own version), so a re-run evaluates nothing new. The mixture's own scores (the baseline of
 every improvement) are computed once per clip and cached the same way. How rows are computed
 (worker processes, batched inference): scoring/workers.py. Every output is written to a temporary
 file and renamed, so an interrupted run leaves the previous leaderboard as it was; one evaluation
@@ -13,6 +15,7 @@ card.json) and cache file names are hashes, so no name read from a file becomes 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import math
 import os
@@ -36,6 +39,7 @@ from . import __version__
 from .commands import DEFAULT_GPU_BATCH
 from .report import render
 from .scoring import aggregate, compare, references, shards
+from .scoring.choices import parse_metrics
 from .scoring.workers import Runner, mixture_rows, run_batched, run_per_clip
 from .scoring.write_examples import shown_models, write_examples
 from .separate.core import pick_device
@@ -54,7 +58,13 @@ class Entry:
     checkpoint_rel: str = ""
     checkpoint_hash: str = ""
     seed: str = ""  # trained runs only: the training seed, as text ('' for references)
-    card: dict = field(default_factory=dict, compare=False, hash=False)
+    card: dict = field(default_factory=dict, compare=False, hash=False)  # trained: card.json; pretrained: its facts
+
+    @property
+    def key(self) -> str:
+        """What the row's scores depend on besides the clips and the benchmark: the checkpoint's
+        content, or a pretrained row's package and version (its weights ship with it)."""
+        return self.checkpoint_rel if self.kind == "pretrained" else self.checkpoint_hash
 
     @property
     def label(self) -> str:
@@ -104,6 +114,31 @@ def discover(runs: Path, log) -> tuple[list[Entry], list[str]]:
     return entries, errors
 
 
+def pretrained_entries(log, names=None) -> tuple[list[Entry], list[str]]:
+    """The pretrained enhancers (all, or those `names`) whose optional extra is installed, as rows
+    of kind "pretrained", and one note per one that is not (logged; the run goes on without it).
+    A name that is not registered is an error."""
+    # Late: the registry imports the enhancers' packages when asked, and a run without
+    # --pretrained must not pay for that.
+    from . import baselines
+
+    known = baselines.registered()
+    unknown = [n for n in names or () if n not in known]
+    if unknown:
+        raise SepbenchError(f"--pretrained {','.join(unknown)}: not a registered enhancer ({', '.join(known)})")
+    wanted = set(known if names is None else names)
+    skipped = [n for n in baselines.skipped() if n.split(":", 1)[0] in wanted]
+    for note in skipped:
+        log(f"note: {note}")
+    entries = []
+    for name, b in baselines.available().items():
+        if name not in wanted:
+            continue
+        facts = references.pretrained_facts(b)
+        entries.append(Entry(name, "-", "pretrained", checkpoint_rel=facts["source"], card=facts))
+    return entries, skipped
+
+
 def _cache_file(cache: Path, kind: str, *key: str) -> Path:
     """A cache file named by a hash of its key: names and versions never become path parts."""
     digest = hashlib.sha256("\0".join(key).encode("utf-8")).hexdigest()[:32]
@@ -142,7 +177,8 @@ def _unusable(entry: Entry, sample_rate: int) -> str | None:
 
 def evaluate(data, runs="runs", out="leaderboard", jobs: int | None = None, force: bool = False,
              with_references: bool = True, device: str = "auto", batch: int | None = None, log=print,
-             bucket: str = "label", edges=None, listen_clips: int = 1, shard: str | None = None) -> dict:
+             bucket: str = "label", edges=None, listen_clips: int = 1, shard: str | None = None,
+             pretrained: bool | str | list = False, metrics=()) -> dict:
     """Score, aggregate and render. Returns the output paths plus `evaluated` and `cached`
     (model counts) and `failed` (one message per checkpoint that could not be scored).
     `batch`: clips per forward pass (default 16 on a GPU, 1 on the CPU; see scoring/workers.py).
@@ -152,7 +188,10 @@ def evaluate(data, runs="runs", out="leaderboard", jobs: int | None = None, forc
     later call without it merges complete sets of shards (scoring/shards.py).
     `runs=None` scores the reference rows only; otherwise a runs folder without a checkpoint
     that can be scored is an error and OUT is left as it was (a mistyped --runs must not
-    replace a leaderboard with one that has no trained model)."""
+    replace a leaderboard with one that has no trained model).
+    `pretrained`: also score every pretrained enhancer whose extra is installed (True or "all"),
+    or those named (a list, or "a,b"), as rows of kind "pretrained"; the others are one note each. `metrics`: optional metric sets added to the
+    fixed ones (choices.OPTIONAL_METRICS: "dnsmos")."""
     data, clips = _test_clips(Path(data))
     runs, out = (None if runs is None else Path(runs)), Path(out)
     device = pick_device(device)
@@ -167,6 +206,7 @@ def evaluate(data, runs="runs", out="leaderboard", jobs: int | None = None, forc
     if edges is not None and (bucket != "measured" or list(edges) != sorted(set(edges)) or not edges):
         raise SepbenchError("--bucket-edges: needs --bucket measured and distinct edges in increasing order")
     grouping = {"bucket": bucket, "edges": None if edges is None else [float(e) for e in edges]}
+    extra = metric_key(tuple(metrics))
     sr = FolderDataset(clips).sample_rate  # also checks that every clip's files agree
     entries, failed = [], []
     if runs is not None:
@@ -180,8 +220,15 @@ def evaluate(data, runs="runs", out="leaderboard", jobs: int | None = None, forc
                                 f"folder; nothing was evaluated and {out} was left as it was")
     if with_references:
         entries += [Entry(name, "-", references.kind(name)) for name in references.names()]
+    skipped = []
+    if pretrained:
+        picked = None if pretrained is True or pretrained == "all" else (
+            [n.strip() for n in pretrained.split(",") if n.strip()] if isinstance(pretrained, str) else list(pretrained))
+        found, skipped = pretrained_entries(log, picked)
+        entries += found
     if not entries:
-        raise SepbenchError("nothing to evaluate: no runs folder and references are off")
+        raise SepbenchError("nothing to evaluate: no runs folder, references are off and no pretrained enhancer "
+                            "is installed")
     # A shard locks only its own folder: the shards of one OUT run at the same time.
     mine = [out, out / "cache"] if part is None else [shards.folder(out / "cache", *part)]
     with exclusive_lock(mine[0], "evaluation" if part is None else f"evaluation of shard {shard}"):
@@ -190,11 +237,28 @@ def evaluate(data, runs="runs", out="leaderboard", jobs: int | None = None, forc
             for path in remove_stale_temps(folder):
                 log(f"note: removed {path}, left by an interrupted run")
         return _evaluate_locked(clips, sr, data, runs, out, entries, failed, jobs, force, device, batch, log,
-                                grouping, listen_clips, part)
+                                grouping, listen_clips, part, extra, skipped)
+
+
+def metric_key(metrics: tuple[str, ...]) -> tuple[str, ...]:
+    """The cache-key part of the optional metrics: () for none, so the rows of a run without them
+    keep their keys; with DNSMOS, its model's version. Checks DNSMOS can run before anything does."""
+    extra = []
+    if "dnsmos" in metrics:
+        # Late: DNSMOS is an optional extra; only a run asking for it imports it.
+        from .scoring import dnsmos
+
+        problem = dnsmos.available()
+        if problem is not None:
+            raise SepbenchError(f"--metrics +dnsmos: {problem}")
+        # Its model ships with the package, and the module computes its features: both key the rows.
+        version = importlib.metadata.version(dnsmos.PACKAGE)
+        extra += ["+dnsmos", f"{dnsmos.PACKAGE}=={version}", file_hash(Path(dnsmos.__file__))]
+    return tuple(extra)
 
 
 def _evaluate_locked(clips, sr, data, runs, out, entries, failed, jobs, force, device, batch, log, grouping,
-                     listen_clips, part=None) -> dict:
+                     listen_clips, part=None, extra=(), skipped=()) -> dict:
     data_hash, commit = content_hash(clips), git_commit()  # of the whole set, shard or not
     cache = out / "cache" if part is None else shards.folder(out / "cache", *part)
     scored = clips if part is None else shards.clips_of(clips, *part)
@@ -216,8 +280,8 @@ def _evaluate_locked(clips, sr, data, runs, out, entries, failed, jobs, force, d
                 # without a trained model, which must not replace the previous one.
                 raise SepbenchError(f"{runs}: no checkpoint could be scored ({'; '.join(failed)}); "
                                     f"{out} was left as it was")
-            path = _cache_file(cache, entry.kind, entry.model, entry.profile, entry.checkpoint_hash,
-                               data_hash, BENCHMARK_VERSION)
+            path = _cache_file(cache, entry.kind, entry.model, entry.profile, entry.key, data_hash,
+                               BENCHMARK_VERSION, *extra)
             df = _cached(path, scored, force)
             if df is None and part is None and not force:
                 df, n = shards.merged(cache, path.name, clips) or (None, 0)
@@ -237,8 +301,8 @@ def _evaluate_locked(clips, sr, data, runs, out, entries, failed, jobs, force, d
                 log(f"error: {problem}")
                 continue
             if inputs is None:
-                inputs = _inputs(runner, scored, _cache_file(cache, "inputs", data_hash, BENCHMARK_VERSION),
-                                 force, device, log)
+                inputs = _inputs(runner, scored, _cache_file(cache, "inputs", data_hash, BENCHMARK_VERSION, *extra),
+                                 force, device, log, "+dnsmos" if extra else "")
             if entry.kind == "trained" and batch > 1:
                 rows, wall = run_batched(runner, entry.spec, scored, inputs, device, batch)
             elif entry.spec == ("reference", references.MIXTURE):
@@ -266,17 +330,21 @@ def _evaluate_locked(clips, sr, data, runs, out, entries, failed, jobs, force, d
         log(f"shard {part[0]}/{part[1]}: {len(scored)} of {len(clips)} clips scored into {cache}; once every "
             "shard is done, the same `sepbench evaluate` without --shard merges them and writes the leaderboard")
         return {"shard": cache, **counts, "failed": failed}
-    paths, results = _write_outputs(frames, entries, data, data_hash, len(clips), out, log, grouping, force)
-    # The page's audio is made here, where the models are, so that `sepbench listen` only reads.
-    paths["listen_audio"] = write_examples(out, results, clips, shown_models(results, entries), listen_clips, device,
-                                           {"data": data_hash, "version": BENCHMARK_VERSION}, force, log)
+    results = _results(frames)
+    # The page's audio is made here, where the models are, so that `sepbench listen` only reads;
+    # before the leaderboard, whose set is replaced last: a failure leaves the previous one.
+    listen_audio = write_examples(out, results, clips, shown_models(results, entries), listen_clips, device,
+                                  {"data": data_hash, "version": BENCHMARK_VERSION}, force, log)
+    paths = _write_outputs(results, entries, data, data_hash, len(clips), out, log, grouping, force, skipped)
+    paths["listen_audio"] = listen_audio
     return {**paths, **counts, "failed": failed}
 
 
-def _inputs(runner, clips, path: Path, force: bool, device: str, log) -> dict:
+def _inputs(runner, clips, path: Path, force: bool, device: str, log, optional: str = "") -> dict:
+    """The mixture's own scores per clip (the baseline); `optional` "+dnsmos" adds its DNSMOS."""
     df = _cached(path, clips, force)
     if df is None:
-        rows, wall = run_per_clip(runner, ("inputs", ""), clips, None, device)
+        rows, wall = run_per_clip(runner, ("inputs", optional), clips, None, device)
         df = pd.DataFrame(rows)
         aggregate.write_csv(df, path)
         log(f"{'(mixture baseline)':<28} {len(rows)} clips in {wall:.1f} s ({len(rows) / wall:.1f} clips/s)")
@@ -284,11 +352,14 @@ def _inputs(runner, clips, path: Path, force: bool, device: str, log) -> dict:
     return {r["clip_id"]: r for r in df.to_dict("records")}
 
 
-def _write_outputs(frames, entries, data, data_hash, n_clips, out: Path, log, grouping, force=False):
-    """Write results, summary, pairs, leaderboard and plots; returns (their paths, the results)."""
+def _results(frames) -> pd.DataFrame:
     results = pd.concat(frames, ignore_index=True)
     results.insert(3, "seed", results.pop("seed").fillna("").astype(str))  # cached frames add it last
-    results = aggregate.sort_results(results)
+    return aggregate.sort_results(results)
+
+
+def _write_outputs(results, entries, data, data_hash, n_clips, out: Path, log, grouping, force=False, skipped=()):
+    """Write results, summary, pairs, leaderboard and plots; returns their paths."""
     by, edges = grouping["bucket"], grouping["edges"]
     cards = {}
     for e in sorted((e for e in entries if e.kind == "trained"), key=lambda e: int(e.seed or 0)):
@@ -298,6 +369,10 @@ def _write_outputs(frames, entries, data, data_hash, n_clips, out: Path, log, gr
             "version": BENCHMARK_VERSION, "sample_rate": int(results["sample_rate"].iloc[0]), **grouping}
     if by == "measured" and edges is None:
         info["edges"] = aggregate.default_edges(results["snr_label"])
+    shown = sorted(set(results.loc[results["kind"] == "pretrained", "model"]))
+    facts = {e.model: e.card for e in entries if e.kind == "pretrained" and e.model in shown}
+    if facts or skipped:  # absent otherwise: a leaderboard without them is the one it always was
+        info["pretrained"] = {"rows": facts, "skipped": list(skipped)}
     paths = {"results": out / "results.csv", "summary": out / "summary.csv", "pairs": out / "pairs.csv",
              "leaderboard": out / "LEADERBOARD.md", "plot": out / render.PLOT_NAME}
     curves = learning_curves(entries)
@@ -317,13 +392,14 @@ def _write_outputs(frames, entries, data, data_hash, n_clips, out: Path, log, gr
         log("")
         log(render.main_table(summary, cards, pairs))
         log(f"\n{paths['leaderboard']} is up to date")
-        return paths, results
+        return paths
     summary = aggregate.summarize(results, by, edges)
     pairs = compare.pairs(results, by=by, edges=edges)
     markdown, png = render.render(summary, cards, info, pairs), render.plot_png(summary, by == "measured")
     # One set, all or nothing: an interruption or one output that cannot be replaced (a folder
     # named LEADERBOARD.md, a full disk) leaves the previous set whole and consistent.
-    with atomic_files(paths) as tmp:
+    # The stamp too: written after the set, a full disk could leave a new set under the old stamp.
+    with atomic_files({**paths, "stamp": stamp.path}) as tmp:
         aggregate.write_csv(results, tmp["results"])
         aggregate.write_csv(summary, tmp["summary"])
         aggregate.write_csv(pairs, tmp["pairs"])
@@ -331,11 +407,11 @@ def _write_outputs(frames, entries, data, data_hash, n_clips, out: Path, log, gr
         if curves:
             tmp["curves"].write_bytes(render.learning_curves_png(curves))
         tmp["leaderboard"].write_text(markdown, encoding="utf-8")
-    stamp.write()
+        stamp.write(staged={paths[k]: tmp[k] for k in paths} | {stamp.path: tmp["stamp"]})
     log("")
     log(render.main_table(summary, cards, pairs))
     log(f"\nwrote {paths['leaderboard']}")
-    return paths, results
+    return paths
 
 
 def learning_curves(entries) -> dict[str, list[tuple[float, float]]]:
@@ -356,7 +432,12 @@ def learning_curves(entries) -> dict[str, list[tuple[float, float]]]:
 
 
 def run(args) -> int:
+    try:
+        metrics = parse_metrics(args.metrics)
+    except ValueError as exc:
+        raise SepbenchError(str(exc)) from None
     result = evaluate(args.data, None if args.references_only else args.runs, args.out, jobs=args.jobs, force=args.force,
                       with_references=not args.no_references, device=args.device, batch=args.batch,
-                      bucket=args.bucket, edges=args.bucket_edges, listen_clips=args.listen_clips, shard=args.shard)
+                      bucket=args.bucket, edges=args.bucket_edges, listen_clips=args.listen_clips, shard=args.shard,
+                      pretrained=args.pretrained or False, metrics=metrics)
     return 1 if result["failed"] else 0

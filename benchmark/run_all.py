@@ -1,5 +1,6 @@
-"""The whole pipeline behind ./run_all.sh: data -> validate -> train every recipe -> evaluate ->
-leaderboard + listening page. Holds no hyperparameters: recipes and profiles own them.
+"""The whole pipeline behind ./run_all.sh: data -> validate -> train every recipe -> evaluate (the
+pretrained enhancers too, when their extra is installed: they need no training) -> leaderboard +
+listening page. Holds no hyperparameters: recipes and profiles own them.
 
 Idempotent: finished trainings and cached evaluations are skipped; an interrupted training is
 resumed from its last checkpoint. A recipe that fails to train is reported and the others go on;
@@ -28,10 +29,10 @@ from .cli import build_parser
 from .cli import main as sepbench_main
 from .data.demo import generate
 from .data.validate import checked
-from .evaluate import evaluate
+from .evaluate import evaluate, metric_key
 from .launch import Plan, Training, say
 from .report.listen import build_listening_page
-from .scoring.choices import BUCKET_MODES
+from .scoring.choices import BUCKET_MODES, parse_metrics
 from .train_cmd import overrides_from_args
 
 DEMO_DIR = Path("data/demo")
@@ -56,6 +57,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--strategy", help="training strategy, e.g. ddp (passed to sepbench train)")
     p.add_argument("--precision", help="training precision, e.g. bf16-mixed (passed to sepbench train)")
     p.add_argument("--batch", type=int, help="evaluation: clips per forward pass (passed to sepbench evaluate)")
+    p.add_argument("--no-pretrained", action="store_true", help="leave out the pretrained enhancers (scored by "
+                   "default when their extra is installed; `sepbench evaluate --pretrained`)")
+    p.add_argument("--metrics", metavar="+NAME", help="evaluation: optional metrics, e.g. +dnsmos (passed to "
+                   "sepbench evaluate)")
     p.add_argument("--launcher", default="local", choices=tuple(launch.LAUNCHERS),
                    help="where trainings and evaluation run: this machine (default), or SLURM jobs (docs/clusters.md)")
     p.add_argument("--launcher-config", help="slurm: a YAML file of cluster settings (keys of "
@@ -117,11 +122,18 @@ def plan(args, data: Path, names: list[str]) -> Plan:
             trainings.append(Training(what=name if args.seeds == 1 else f"{name} seed {seed}",
                                       run_dir=Path(args.runs) / name / run_folder(args.profile, seed),
                                       profile=args.profile, argv=tuple(argv), cfg=cfg, problem=problem))
-    key = json.dumps({k: getattr(args, k) for k in ("out", "jobs", "batch", "bucket")} | {"data": str(data)})
+    key = json.dumps({k: getattr(args, k) for k in ("out", "jobs", "batch", "bucket")} | {"data": str(data)}
+                     | _evaluation_options(args))
     return Plan(trainings=tuple(trainings), force=args.force, runs=Path(args.runs), sepbench=sepbench_main,
                 finish=functools.partial(finish, args, data), finish_key=key,
                 test_clips=functools.partial(_count_clips, data / "test"),
                 inputs=functools.partial(evaluation_inputs, Path(args.runs), data / "test", Path(args.out)))
+
+
+def _evaluation_options(args) -> dict:
+    """evaluate's options beyond the plain ones; {} when they are the defaults, so a plan's key
+    (and a finished SLURM evaluation's record) stays what it was."""
+    return {k: v for k, v in (("no_pretrained", args.no_pretrained), ("metrics", args.metrics)) if v}
 
 
 def _count_clips(test: Path) -> int:
@@ -145,14 +157,15 @@ def finish(args, data: Path, jobs: int | None = None, shard: str | None = None, 
     processes when --jobs is not given (a SLURM job passes its cores). `shard` "K/N": score that
     shard's clips only (no leaderboard); `merge`: the shards have scored every clip, with --force
     if given, so their rows are taken as they are instead of being scored again."""
+    options = {"pretrained": not args.no_pretrained, "metrics": parse_metrics(args.metrics)}
     if shard is not None:
         say(f"evaluating shard {shard} of the test set")
         result = evaluate(data / "test", runs=args.runs, out=args.out, jobs=args.jobs or jobs, force=args.force,
-                          batch=args.batch, bucket=args.bucket, shard=shard)
+                          batch=args.batch, bucket=args.bucket, shard=shard, **options)
         return [f"evaluation: {m}" for m in result.get("failed", [])]
     say("evaluating every checkpoint on the test set")
     result = evaluate(data / "test", runs=args.runs, out=args.out, jobs=args.jobs or jobs,
-                      force=args.force and not merge, batch=args.batch, bucket=args.bucket)
+                      force=args.force and not merge, batch=args.batch, bucket=args.bucket, **options)
     page = build_listening_page(Path(args.out) / "results.csv", data / "test", args.out)
     md = Path(args.out) / "LEADERBOARD.md"  # evaluate() has printed its main table above
     say(f"leaderboard: {md}  listening page: {page}  per-clip scores: {Path(args.out) / 'results.csv'}")
@@ -163,6 +176,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.seeds < 1:
         say(f"error: --seeds {args.seeds}: must be at least 1")
+        return 2
+    try:
+        metric_key(parse_metrics(args.metrics))  # a typo or a missing extra fails before the trainings, not after
+    except (ValueError, SepbenchError) as exc:
+        say(f"error: {exc}")
         return 2
     try:
         names = (recipes.names() if args.recipes == "all" else args.recipes.split(",") if args.recipes

@@ -68,7 +68,7 @@ def test_the_check_sees_a_heavy_import(tiny_set):
     (["evaluate", "--data", "d", "--bucket-edges", "1,2.5"], {
         "data": "d", "runs": "runs", "references_only": False, "out": "leaderboard", "jobs": None, "device": "auto",
         "batch": None, "force": False, "no_references": False, "bucket": "label", "bucket_edges": [1.0, 2.5],
-        "shard": None, "listen_clips": 1}),
+        "shard": None, "listen_clips": 1, "pretrained": None, "metrics": None}),
     (["separate", "--best", "x.wav"], {
         "run": None, "checkpoint": None, "best": True, "inputs": [Path("x.wav")], "out": Path("separated"),
         "device": "cpu", "chunk_seconds": 8.0, "context_seconds": 1.0, "downmix": False, "overwrite": False,
@@ -76,6 +76,8 @@ def test_the_check_sees_a_heavy_import(tiny_set):
     (["export", "r", "--format", "onnx", "--out", "f"], {"run": Path("r"), "fmt": "onnx", "out": Path("f")}),
     (["listen", "--data", "d"], {"data": "d", "out": "leaderboard", "clips_per_bucket": None,
                                  "models": None, "force": False}),
+    (["score-unlabelled", "rec", "--out", "o"], {"recordings": Path("rec"), "runs": "runs", "out": Path("o"),
+                                                 "no_pretrained": False, "downmix": False, "device": "cpu"}),
 ])
 def test_parsed_arguments_and_defaults(argv, expected):
     assert vars(cli.build_parser().parse_args(argv)) == {"command": argv[0], **expected}

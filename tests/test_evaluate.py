@@ -294,7 +294,7 @@ def test_an_interrupted_run_leaves_the_previous_leaderboard(first, tmp_path, tin
     with pytest.raises(KeyboardInterrupt):
         ev.evaluate(tiny_data / "test", runs, out, jobs=1, device="cpu", log=lambda *_: None)
     monkeypatch.undo()
-    monkeypatch.setattr(eval_workers, "_run_task", interrupt)
+    monkeypatch.setattr(ev, "run_per_clip", interrupt)  # in this process: the scoring itself runs in a worker
     with pytest.raises(KeyboardInterrupt):
         ev.evaluate(tiny_data / "test", runs, out, jobs=1, force=True, device="cpu", log=lambda *_: None)
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before

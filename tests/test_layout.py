@@ -12,7 +12,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("recipes", "benchmark")
 # Top to bottom: a unit may import only units below it (and itself).
-LAYERS = ["benchmark", "benchmark.launch", "benchmark.report", "benchmark.scoring", "benchmark.separate", "benchmark.data", "recipes"]
+LAYERS = ["benchmark", "benchmark.launch", "benchmark.report", "benchmark.scoring", "benchmark.separate", "benchmark.baselines",
+          "benchmark.data", "recipes"]
 
 
 def _modules() -> dict[str, Path]:

@@ -32,18 +32,17 @@ from pathlib import Path
 import jinja2
 import markupsafe
 import numpy as np
-import soundfile as sf
 
 from recipes.audio import read_audio
 from recipes.errors import SepbenchError
 from recipes.files import Stamp, atomic_folder
-from recipes.folder import content_hash, load_split
+from recipes.folder import content_hash, load_split, write_audio
 from recipes.lock import exclusive_lock
 
 from ..data.loudness import match_loudness
 from ..scoring import examples
 from ..scoring.aggregate import ALL, RANK_METRIC, bucket_label, read_results, read_summary, summarize
-from ..scoring.metrics import METRICS
+from ..scoring.metrics import DNSMOS_COLUMNS, DNSMOS_PARTS, METRICS
 from . import render
 from .render import PLOT_NAME
 
@@ -63,6 +62,11 @@ class _Column:
     key: tuple[str, str, str]  # (model, profile, kind) in results.csv
     entry: dict  # its entry in the estimates index (folder, failed clips)
 
+    @property
+    def note(self) -> str:
+        """A pretrained row's out-of-domain note, shown under its name."""
+        return str(self.entry.get("note", ""))
+
 
 def _mean(values) -> float:
     v = np.asarray(values, dtype=np.float64)
@@ -72,8 +76,9 @@ def _mean(values) -> float:
 
 def _columns(results, index: dict, where: Path, models) -> tuple[list[_Column], list[str]]:
     """The models of the estimates index, trained ones in leaderboard order (mean voice SI-SDRi
-    over all clips), then the oracle; `models` picks some by name (recipe, recipe/profile or
-    oracle_irm), and a name that picks nothing is an error, not a page without that column."""
+    over all clips), then the pretrained enhancers in the same order, then the oracle; `models`
+    picks some by name (recipe, recipe/profile, an enhancer or oracle_irm), and a name that picks
+    nothing is an error, not a page without that column."""
     wanted = None if models is None else [models] if isinstance(models, str) else list(models)
     known = {n for e in index["models"] for n in (e["model"], e["label"])}
     unknown = [m for m in wanted or [] if m not in known]
@@ -86,13 +91,14 @@ def _columns(results, index: dict, where: Path, models) -> tuple[list[_Column], 
             continue
         key = (entry["model"], entry["profile"], entry["kind"])
         rows = _rows_of(results, key)
-        if rows.empty and entry["kind"] == "trained":  # the oracle plays from the stems, scored or not
+        if rows.empty and entry["kind"] in ("trained", "pretrained"):  # the oracle plays from the stems
             raise SepbenchError(f"{where}: holds estimates of {entry['label']}, which results.csv does not score; "
                                 "re-run `sepbench evaluate`")
         if entry["kind"] == "trained" and entry["checkpoint_hash"] not in set(rows["checkpoint_hash"]):
             raise SepbenchError(f"{where}: the estimates of {entry['label']} come from another checkpoint than "
                                 "results.csv scores; re-run `sepbench evaluate`")
-        order = (1, 0.0) if entry["kind"] != "trained" else (0, -_mean(rows[RANK_METRIC]))
+        tier = {"trained": 0, "pretrained": 1}.get(entry["kind"], 2)
+        order = (tier, 0.0 if tier == 2 else -_mean(rows[RANK_METRIC]))
         ranked.append((order, entry["label"], _Column(entry["label"], key, entry)))
     shown = {(e["model"], e["profile"]) for e in index["models"]}
     trained = results[results["kind"] == "trained"]
@@ -148,15 +154,25 @@ def _rows_of(results, key):
     return results[mask & (results["profile"] == key[1])] if key[2] == "trained" else results[mask]
 
 
-def _score(results, key, clip_id: str, source: str, improvement: bool = True) -> tuple[str, str]:
-    """(SI-SDR text, improvement text or "") of one cell, both plain text."""
+def _score(results, key, clip_id: str, source: str, improvement: bool = True) -> tuple[str, str, str]:
+    """(SI-SDR text, improvement text or "", DNSMOS text or "") of one cell, all plain text."""
     rows = _rows_of(results, key)
     row = rows[rows["clip_id"] == clip_id]
+    extra = dnsmos_text({p: row[c].iloc[0] for p, c in zip(DNSMOS_PARTS, DNSMOS_COLUMNS)}) if (
+        source == "voice" and not row.empty and DNSMOS_COLUMNS[-1] in row.columns) else ""
     if row.empty or math.isnan(float(row[f"{source}_sisdr"].iloc[0])):
-        return "SI-SDR –", ""
+        return "SI-SDR –", "", extra
     # round() + 0.0: a value that rounds to zero is shown as 0.0, not -0.0.
     value, gain = (round(float(row[f"{source}_{m}"].iloc[0]), 1) + 0.0 for m in ("sisdr", "sisdri"))
-    return f"SI-SDR {value:.1f} dB", ("" if math.isnan(gain) or not improvement else f"{gain:+.1f} dB")
+    return f"SI-SDR {value:.1f} dB", ("" if math.isnan(gain) or not improvement else f"{gain:+.1f} dB"), extra
+
+
+def dnsmos_text(scores: dict) -> str:
+    """'DNSMOS OVRL 2.91 (SIG 3.20, BAK 3.71)' from {sig, bak, ovrl}; '–' for a NaN score."""
+    def f(part):
+        v = float(scores.get(part, math.nan))
+        return "–" if math.isnan(v) else f"{v:.2f}"
+    return f"DNSMOS OVRL {f('ovrl')} (SIG {f('sig')}, BAK {f('bak')})"
 
 
 def _estimate(where: Path, column: _Column, clip, n: int):
@@ -184,33 +200,44 @@ def _row(i, clip, columns, where: Path, results, folder: Path) -> dict:
     mix, sr = read_audio(clip.mix)
     sources = np.stack([read_audio(clip.voice)[0], read_audio(clip.noise)[0]])
     mix_score = _score(results, ("mixture", "-", "reference"), clip.id, "voice", improvement=False)
-    cells = [("mix", mix, "mixture", "voice " + mix_score[0], ""), ("voice", sources[0], "true voice", "reference", ""),
-             ("noise", sources[1], "true noise", "reference", "")]
+    cells = [("mix", mix, "mixture", "voice " + mix_score[0], "", mix_score[2]),
+             ("voice", sources[0], "true voice", "reference", "", ""),
+             ("noise", sources[1], "true noise", "reference", "", "")]
     for j, column in enumerate(columns, 1):
         est = _estimate(where, column, clip, len(mix))
         for s, source in enumerate(examples.SOURCES):
             audio = est if not isinstance(est, np.ndarray) else match_loudness(est[s], sources[s], sr)
             cells.append((f"m{j:02d}_{source}", audio, f"{column.label} {source}",
                           *_score(results, column.key, clip.id, source)))
+    out, gain = write_cells(i, cells, sr, folder)
+    return {"clip_id": clip.id, "snr_label": bucket_label(clip.snr_label),
+            "gain_db": f"{round(20 * math.log10(gain), 1) + 0.0:.1f}", "mix": out[0], "stems": out[1:3],
+            "models": [out[k:k + 2] for k in range(3, len(out), 2)]}
+
+
+def write_cells(i: int, cells, sr: int, folder: Path) -> tuple[list[dict], float]:
+    """Write one page row's audio and spectrograms into `folder` (audio/, img/): cells are (slot,
+    audio [T] or the reason it has none, title, score, improvement, extra), all at rate `sr`.
+    ONE gain (<= 1) for the whole row keeps every peak below PEAK; one colour scale for its
+    spectrograms. Returns the cells' template data and that gain."""
     signals = [c[1] for c in cells if isinstance(c[1], np.ndarray)]
     peak = max(float(np.max(np.abs(x))) if x.size else 0.0 for x in signals)
     gain = min(1.0, PEAK / peak) if peak > 0 else 1.0
     specs = {c[0]: _spectrogram(c[1] * gain, sr) for c in cells if isinstance(c[1], np.ndarray)}
     vmax = max(float(s.max()) for s in specs.values())  # one colour scale for the whole row
     out = []
-    for slot, audio, title, score, improvement in cells:
+    for slot, audio, title, score, improvement, extra in cells:
         source = slot.rpartition("_")[2] if slot != "mix" else "mixture"
         if not isinstance(audio, np.ndarray):
             out.append({"source": source, "missing": audio or "not available"})
             continue
         name = f"{i:02d}_{slot}"
-        sf.write(str(folder / "audio" / f"{name}.wav"), audio * gain, sr, subtype="PCM_16")
+        # Through memory: libsndfile given a path says only "System error" on a full disk.
+        write_audio(folder / "audio" / f"{name}.wav", audio * gain, sr, subtype="PCM_16")
         (folder / "img" / f"{name}.png").write_bytes(_png(specs[slot], vmax))
         out.append({"source": source, "missing": "", "audio": f"audio/{name}.wav", "img": f"img/{name}.png",
-                    "title": title, "score": score, "improvement": improvement})
-    return {"clip_id": clip.id, "snr_label": bucket_label(clip.snr_label),
-            "gain_db": f"{round(20 * math.log10(gain), 1) + 0.0:.1f}", "mix": out[0], "stems": out[1:3],
-            "models": [out[k:k + 2] for k in range(3, len(out), 2)]}
+                    "title": title, "score": score, "improvement": improvement, "extra": extra})
+    return out, gain
 
 
 class _Board:
@@ -220,7 +247,7 @@ class _Board:
     def __init__(self, summary):
         self.summary = render.SummaryTable(summary)
         present = {k[4] for k in self.summary.rows if k[3] == ALL}
-        self.metrics = [m for m in map(self.summary.metric, render.TABLE_METRICS) if m in present]
+        self.metrics = [m for m in map(self.summary.metric, self.summary.table_metrics) if m in present]
 
     def cell(self, key, metric) -> str:
         return self.summary.cell(key, metric)
@@ -253,15 +280,28 @@ def _csp_source(script) -> str:
 _TEMPLATES.filters["csp_source"] = _csp_source
 
 
-def _page(rows, columns, notes, n_clips, board: _Board, plot: bool) -> str:
+def _page(rows, columns, notes, n_clips, board: _Board, plot: bool, index: dict) -> str:
     """The page's HTML: plain data into templates/listen.html, which escapes every value."""
     table = board.table()
     ranks = {(r["model"], r["profile"], r["kind"]): r["rank"] for r in table["rows"]}
     heads = [{"slot": f"m{j:02d}", "label": c.label, "model": c.key[0], "rank": ranks.get(c.key, ""),
-              "score": board.cell(c.key, RANK_METRIC)} for j, c in enumerate(columns, 1)]
+              "score": board.cell(c.key, RANK_METRIC), "note": c.note} for j, c in enumerate(columns, 1)]
+    # Every pretrained row's note, shown or not: the ranking on top lists them all.
+    kinds = {(r["model"], r["kind"]) for r in table["rows"]}
+    domain = [{"model": e["model"], "note": e["note"]} for e in index["models"]
+              if e.get("note") and (e["model"], e["kind"]) in kinds]
+    dnsmos = render.dnsmos_note(int(index["sample_rate"])) if board.summary.dnsmos else ""
+    return page_html(rows=rows, columns=heads, notes=notes, board=table, plot=PLOT_FILE if plot else "",
+                     domain=domain, dnsmos=dnsmos, n_clips=n_clips, stems=True, unit=" dB")
+
+
+def page_html(**data) -> str:
+    """templates/listen.html with `data`: rows, columns, notes, board, plot, domain, dnsmos, unit
+    (of the columns' scores), and the mode's own: n_clips and stems=True for a test set;
+    stems=False, n_files and rank_label for recordings without stems."""
     return _TEMPLATES.get_template("listen.html").render(
-        rows=rows, columns=heads, notes=notes, n_clips=n_clips, spec_range_db=f"{SPEC_RANGE_DB:.0f}",
-        img_w=IMG_W, img_h=IMG_H, board=table, rank_label=METRICS[RANK_METRIC].label, plot=PLOT_FILE if plot else "")
+        **{"spec_range_db": f"{SPEC_RANGE_DB:.0f}", "img_w": IMG_W, "img_h": IMG_H,
+           "rank_label": METRICS[RANK_METRIC].label, **data})
 
 
 def build_listening_page(results_csv, test_dir, out_dir, clips_per_bucket: int | None = None,
@@ -331,6 +371,7 @@ def _build(results_csv: Path, test_dir, out_dir: Path, clips_per_bucket, models,
         has_plot = plot.is_file()
         if has_plot:  # a copy, not a link: the folder must stand alone on a web host
             (tmp / PLOT_FILE).write_bytes(plot.read_bytes())
-        (tmp / "index.html").write_text(_page(rows, columns, notes, len(clips), board, has_plot), encoding="utf-8")
-    stamp.write()
+        (tmp / "index.html").write_text(_page(rows, columns, notes, len(clips), board, has_plot, index),
+                                        encoding="utf-8")
+        stamp.write(staged={dest: tmp})
     return dest / "index.html"

@@ -18,12 +18,13 @@ from tabulate import tabulate
 
 from benchmark.scoring import compare
 from benchmark.scoring.aggregate import ALL, KIND_ORDER, RANK_METRIC, bucket_sort_key
-from benchmark.scoring.metrics import METRICS, PESQ_MAX_SECONDS, pesq_mode
+from benchmark.scoring.metrics import DNSMOS_COLUMNS, METRICS, PESQ_MAX_SECONDS, pesq_mode
 from recipes.files import atomic_path
 
 PLOT_NAME = "si_sdri_by_snr.png"
 CURVES_NAME = "learning_curves.png"
 TABLE_METRICS = ["voice_sisdri", "voice_sdri", "PESQ", "voice_stoi", "voice_estoi", "noise_sisdri"]
+DNSMOS_RATE = 16000  # the rate DNSMOS was trained at and scores at (scoring/dnsmos.py resamples to it)
 # Characters Markdown (GitHub's flavour: tables, strikethrough, math) would act on anywhere in a
 # line. '_' only acts at a word's edge, so 'conv_tasnet' stays readable in the raw file.
 _MD_ACTIVE = re.compile(r"[\\`*\[\]|~$]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
@@ -45,7 +46,7 @@ def _code(value) -> str:
     """`value` as inline code when it is a plain path or hash; anything else as escaped text
     (inside a code span '&lt;' would show literally, and '`' or '|' could still end it)."""
     text = str(value)
-    return f"`{text}`" if re.fullmatch(r"[A-Za-z0-9_./+-]+", text) else md(text)
+    return f"`{text}`" if re.fullmatch(r"[A-Za-z0-9_./+=-]+", text) else md(text)
 
 
 class SummaryTable:
@@ -61,6 +62,9 @@ class SummaryTable:
         self.buckets = sorted({k[3] for k in self.rows}, key=bucket_sort_key)
         pesq = [m for m in ("voice_pesq_nb", "voice_pesq_wb") if any(k[4] == m for k in self.rows)]
         self.pesq = pesq[0] if pesq else "voice_pesq_nb"
+        # DNSMOS is optional (evaluate --metrics +dnsmos): its columns show when it was scored.
+        self.dnsmos = any(k[4] == DNSMOS_COLUMNS[-1] for k in self.rows)
+        self.table_metrics = TABLE_METRICS + (list(DNSMOS_COLUMNS) if self.dnsmos else [])
 
     def get(self, model, metric, bucket=ALL):
         return self.rows.get((*model, bucket, metric))
@@ -130,45 +134,124 @@ def main_table(summary: pd.DataFrame, cards: dict, pairs: pd.DataFrame | None = 
     rows = []
     for model in (m for m in s.models if m[2] == "trained"):
         card = cards.get(model[:2], {})
-        rtf = s.get(model, "rtf")
         rows.append([len(rows) + 1, *([tiers.get(model[:2], "–")] if tiers else []), md(model[0]), md(model[1]),
                      *([s.seeds(model)] if seeded else []),
-                     *[s.cell(model, s.metric(n)) for n in TABLE_METRICS],
-                     _params(card), "–" if rtf is None or math.isnan(rtf.mean) else f"{rtf.mean:.3g}",
-                     _duration(card), s.failed(model, TABLE_METRICS)])
+                     *[s.cell(model, s.metric(n)) for n in s.table_metrics],
+                     _params(card), _rtf(s, model), _duration(card), s.failed(model, s.table_metrics)])
     if not rows:
         return "_No trained models yet: train one with `sepbench train`._"
     headers = ["#", *(["Tier"] if tiers else []), "Model", "Profile", *(["Seeds"] if seeded else []),
-               *[_header(s.metric(n)) for n in TABLE_METRICS], "Params", _header("rtf"), "Train time", "Failed"]
+               *[_header(s.metric(n)) for n in s.table_metrics], "Params", _header("rtf"), "Train time", "Failed"]
     return _table(rows, headers)
+
+
+def _rtf(s: SummaryTable, model) -> str:
+    rtf = s.get(model, "rtf")
+    return "–" if rtf is None or math.isnan(rtf.mean) else f"{rtf.mean:.3g}"
 
 
 def reference_table(summary: pd.DataFrame) -> str:
     s = SummaryTable(summary)
-    rows = [[md(model[0]), md(model[2]), *[s.cell(model, s.metric(n)) for n in TABLE_METRICS],
-             s.failed(model, TABLE_METRICS)]
-            for model in s.models if model[2] != "trained"]
+    rows = [[md(model[0]), md(model[2]), *[s.cell(model, s.metric(n)) for n in s.table_metrics],
+             s.failed(model, s.table_metrics)]
+            for model in s.models if model[2] not in ("trained", "pretrained")]
     if not rows:
         return "_Reference rows were not computed (`--no-references`)._"
-    return _table(rows, ["Reference", "Kind", *[_header(s.metric(n)) for n in TABLE_METRICS], "Failed"])
+    return _table(rows, ["Reference", "Kind", *[_header(s.metric(n)) for n in s.table_metrics], "Failed"])
 
 
-def snr_table(summary: pd.DataFrame, pairs: pd.DataFrame | None = None) -> str:
-    """Voice SI-SDRi per bucket; with `pairs`, the trained models tied with each bucket's best
-    trained model (not significantly worse, compare.ties_with_best) are in bold."""
+def _versus_best(s: SummaryTable, pairs, model) -> str:
+    """The row's voice SI-SDRi minus the best trained model's, on the clips both scored, with the
+    paired bootstrap 95% interval; '*' when the Wilcoxon test (Holm, pretrained family) says it
+    differs at 5%."""
+    ranked = s.ranked()
+    if pairs is None or not ranked:
+        return "–"
+    got = compare.versus(pairs, model[:2], ranked[0])
+    if got is None or math.isnan(got["mean_diff"]):
+        return "–"
+    interval = "" if math.isnan(got["ci95_low"]) else f" [{got['ci95_low']:+.2f}, {got['ci95_high']:+.2f}]"
+    return f"{got['mean_diff']:+.2f}{interval}{' *' if got['significant'] else ''}"
+
+
+def pretrained_table(summary: pd.DataFrame, facts: dict, pairs: pd.DataFrame | None = None) -> str:
+    """The pretrained enhancers, best mean voice SI-SDRi first, each with its paired difference to
+    the best trained model, its size and speed, and the facts it declares (facts: {name: dict}
+    from references.pretrained_facts); then its out-of-domain note, one line per row."""
+    s = SummaryTable(summary)
+    models = sorted((m for m in s.models if m[2] == "pretrained"), key=lambda m: s._rank_key(m))
+    rows, notes = [], []
+    for model in models:
+        fact = facts.get(model[0], {})
+        rate = fact.get("sample_rate")
+        native = "–" if "sample_rate" not in fact else "the input's" if rate is None else f"{rate / 1000:g} kHz"
+        rows.append([md(model[0]), native,
+                     *[s.cell(model, s.metric(n)) for n in s.table_metrics], _versus_best(s, pairs, model),
+                     _params(fact), _rtf(s, model), md(fact.get("licence", "–")),
+                     s.failed(model, s.table_metrics)])
+        source = f" ({_code(fact['source'])})" if fact.get("source") else ""
+        notes.append(f"- **{md(model[0])}**{source}: {md(fact.get('out_of_domain') or 'no note declared')}")
+    if not rows:
+        return ""
+    vs = f"{METRICS[RANK_METRIC].label} vs best trained (dB)"
+    headers = ["Enhancer", "Native rate", *[_header(s.metric(n)) for n in s.table_metrics], vs, "Params",
+               _header("rtf"), "Licence", "Failed"]
+    return "\n".join([_table(rows, headers), "", *notes])
+
+
+def _pretrained_section(summary: pd.DataFrame, info: dict, pairs) -> list[str]:
+    """The pretrained enhancers' section: absent from a run that did not ask for them, so its
+    leaderboard is the one it always was."""
+    pretrained = info.get("pretrained")
+    if not pretrained:
+        return []
+    table = pretrained_table(summary, pretrained.get("rows", {}), pairs)
+    skipped = [f"- not scored: {md(n)}" for n in pretrained.get("skipped", [])]
+    return ["## Pretrained enhancers (not trained here; kind `pretrained`)", "",
+            "Downloaded-weight enhancers run on the same clips with the same metrics, in a tier of their own: they "
+            "are not ranked with the trained models. The difference column is paired (clip by clip) against the "
+            "best trained model, Holm-corrected among the pretrained rows' pairs.", "",
+            *([table, ""] if table else ["_No pretrained enhancer was scored._", ""]),
+            *([*skipped, ""] if skipped else [])]
+
+
+def _dnsmos_note(info: dict) -> str:
+    return dnsmos_note(int(info.get("sample_rate", 8000)))
+
+
+def dnsmos_note(sr: int, audio: str = "the test set's") -> str:
+    """DNSMOS is trained on 16 kHz speech: said next to its columns wherever the audio is not."""
+    where = (f"{audio} {sr} Hz audio is upsampled to {DNSMOS_RATE // 1000} kHz for it, which is out of "
+             "DNSMOS's domain (no energy above the original band): compare rows with each other, not with published "
+             "DNSMOS figures" if sr < DNSMOS_RATE else
+             f"{audio} {sr} Hz audio is resampled to {DNSMOS_RATE // 1000} kHz for it" if sr != DNSMOS_RATE
+             else "it scores the 16 kHz audio as it is")
+    return (f"DNSMOS (SIG, BAK, OVRL: ITU-T P.835 ratings predicted without a reference, of the voice estimate; "
+            f"the mixture's is its input's): {where}.")
+
+
+def snr_table(summary: pd.DataFrame, pairs: pd.DataFrame | None = None, metric: str = RANK_METRIC) -> str:
+    """Voice SI-SDRi (or `metric`) per bucket; with `pairs` (of voice SI-SDRi), the trained models
+    tied with each bucket's best trained model (not significantly worse, compare.ties_with_best)
+    are in bold."""
     s = SummaryTable(summary)
     ties = {b: compare.ties_with_best(pairs, s.ranked(b), b) for b in s.buckets} if pairs is not None else {}
     headers = ["Model", "Profile", "Kind", *[("All" if b == ALL else f"SNR {md(b)} dB") for b in s.buckets]]
 
     def cell(model, bucket):
-        text = s.cell(model, RANK_METRIC, bucket)
+        text = s.cell(model, metric, bucket)
         return f"**{text}**" if model[:2] in ties.get(bucket, ()) and model[2] == "trained" else text
 
     rows = [[*map(md, model), *[cell(model, b) for b in s.buckets]] for model in s.models]
     return _table(rows, headers)
 
 
-def _note(info: dict, pesq_metric: str) -> str:
+def dnsmos_snr_table(summary: pd.DataFrame) -> str:
+    """DNSMOS OVRL per SNR bucket (mean ± 95% CI), every row the mixture's included."""
+    return snr_table(summary, None, DNSMOS_COLUMNS[-1])
+
+
+def _note(info: dict, pesq_metric: str, dnsmos: bool = False) -> str:
     sr = int(info.get("sample_rate", 8000))
     mode, rate = pesq_mode(sr)
     pesq = ("narrow-band (ITU-T P.862) at 8 kHz" if mode == "nb" else "wide-band (ITU-T P.862.2) at 16 kHz")
@@ -194,6 +277,7 @@ def _note(info: dict, pesq_metric: str) -> str:
         f"- PESQ ({pesq_metric.split('_')[-1].upper()}) is {pesq}, computed on the voice only; a clip longer than "
         f"{PESQ_MAX_SECONDS:.0f} s is scored in equal pieces of at most that length, averaged by length "
         "(the reference implementation is undefined beyond about two minutes).",
+        *([f"- {_dnsmos_note(info)}"] if dnsmos else []),
         "- **Oracle** rows build masks from the true stems on a 32 ms / 8 ms STFT and apply them to the mixture: "
         "an upper reference for magnitude-masking models on that STFT (learned-basis models such as "
         "Conv-TasNet can exceed it). **mixture** is the unprocessed input: improvement 0 by construction.",
@@ -225,17 +309,21 @@ def render(summary: pd.DataFrame, cards: dict, info: dict, pairs: pd.DataFrame |
         "",
         f"## Trained models, ranked by {_header(RANK_METRIC)} (mean ± 95% CI)", "",
         main_table(summary, cards, pairs), "",
+        *([f"_{_dnsmos_note(info)}_", ""] if s.dnsmos else []),
+        *_pretrained_section(summary, info, pairs),
         "## References (not trained models)", "",
         reference_table(summary), "",
         f"## {_header(RANK_METRIC)} {_bucket_title(info)}", "",
         snr_table(summary, pairs), "",
+        *([f"## {_header(DNSMOS_COLUMNS[-1])} {_bucket_title(info)}", "", dnsmos_snr_table(summary), ""]
+          if s.dnsmos else []),
         f"![{METRICS[RANK_METRIC].label} by SNR]({PLOT_NAME})", "",
         *(["## Learning curves: validation voice SI-SDRi against training time", "",
            f"![validation voice SI-SDRi against training minutes]({CURVES_NAME})", "",
            "One line per trained model, from its `log.csv` (one point per epoch, on the validation split, "
            "not the test set): whether a model had flattened out or was still improving when its time "
            "budget ended.", ""] if info.get("curves") else []),
-        _note(info, s.pesq), "",
+        _note(info, s.pesq, s.dnsmos), "",
     ]
     return "\n".join(parts)
 
@@ -276,9 +364,10 @@ def _plot_png(summary: pd.DataFrame, measured: bool) -> bytes:
                            for a in ("mean", "ci95_low", "ci95_high"))
         if model[2] == "trained":
             style, marker, color = "-", "o", colors[f"{model[0]}/{model[1]}"]
-        else:  # references and oracles: grey, dashed or dotted, one marker each
+        else:  # pretrained, oracles and references: grey, dash-dot, dashed or dotted, one marker each
             k = others.index(model)
-            style, marker, color = "--" if model[2] == "oracle" else ":", "sDv^<>"[k % 6], f"{0.25 + 0.1 * (k % 4):.2f}"
+            style = {"pretrained": "-.", "oracle": "--"}.get(model[2], ":")
+            marker, color = "sDv^<>PX*h"[k % 10], f"{0.25 + 0.1 * (k % 4):.2f}"
         ax.plot(x, mean, style, marker=marker, color=color,
                 label=_label(f"{model[0]} ({model[1]})" if model[2] == "trained" else model[0]))
         ax.fill_between(x, low, high, color=color, alpha=0.15, linewidth=0)

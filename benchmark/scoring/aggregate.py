@@ -19,7 +19,7 @@ from .choices import BUCKET_MODES, RANK_METRIC
 from .metrics import METRICS
 
 MODEL_KEYS = ["model", "profile", "kind"]
-KIND_ORDER = {"trained": 0, "oracle": 1, "reference": 2}
+KIND_ORDER = {"trained": 0, "pretrained": 1, "oracle": 2, "reference": 3}
 ALL = "all"
 SUMMARY_COLUMNS = MODEL_KEYS + ["snr_bucket", "metric", "n", "n_failed", "mean", "median", "std",
                                 "ci95_low", "ci95_high", "n_seeds", "seed_std"]

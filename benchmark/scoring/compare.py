@@ -1,4 +1,5 @@
-"""Paired comparisons of trained models on the clips both scored: pairs.csv, tiers, per-bucket ties.
+"""Paired comparisons of trained models (and pretrained enhancers) on the clips both scored:
+pairs.csv, tiers, per-bucket ties.
 
 Every model is scored on the same clips, so the per-clip difference between two models varies far
 less than either model's scores: a paired test separates models whose own confidence intervals
@@ -6,6 +7,10 @@ overlap. For each pair (better-ranked model first): the mean per-clip difference
 with a paired bootstrap 95% interval, and a Wilcoxon signed-rank p-value, Holm-corrected over the
 pairs of the same SNR bucket. A model trained with several seeds enters with its per-clip mean
 over seeds. Deterministic: the bootstrap draws from a generator seeded here, never the global one.
+
+Pretrained enhancers (kind "pretrained") are paired with the trained models and with each other,
+but Holm-corrected as a family of their own per bucket: the trained models' pairs, p-values and
+tiers are exactly those of a run without them.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from scipy import stats
 
 from .aggregate import ALL, RANK_METRIC, bucket_sort_key, buckets
 
+COMPARED = ("trained", "pretrained")  # the kinds paired; references and oracles are not competitors
 ALPHA = 0.05
 N_BOOT = 10_000
 BOOT_SEED = 0
@@ -25,14 +31,19 @@ PAIR_COLUMNS = ["snr_bucket", "model_a", "profile_a", "model_b", "profile_b", "m
                 "ci95_low", "ci95_high", "p_wilcoxon", "p_holm", "significant"]
 
 
-def clip_table(results: pd.DataFrame, metric: str = RANK_METRIC) -> pd.DataFrame:
-    """Trained models' per-clip scores: index (bucket, clip_id), one column per (model, profile),
-    averaged over seeds; a clip that failed for a model is NaN there."""
-    rows = results[results["kind"] == "trained"]
+def clip_table(results: pd.DataFrame, metric: str = RANK_METRIC, kinds=("trained",)) -> pd.DataFrame:
+    """Per-clip scores of the rows of `kinds` (trained models by default): index (bucket,
+    clip_id), one column per (model, profile), averaged over seeds; a clip that failed for a model
+    is NaN there."""
+    rows = results[results["kind"].isin(kinds)]
     if rows.empty:
         return pd.DataFrame()
-    return rows.pivot_table(index=["snr_bucket", "clip_id"], columns=["model", "profile"], values=metric,
-                            aggfunc="mean", dropna=False, sort=True)
+    table = rows.pivot_table(index=["snr_bucket", "clip_id"], columns=["model", "profile"], values=metric,
+                             aggfunc="mean", dropna=False, sort=True)
+    # dropna=False keeps a model whose every clip failed, but also makes every model x profile
+    # combination a column: only the pairs that exist are models.
+    present = set(zip(rows["model"], rows["profile"]))
+    return table[[c for c in table.columns if c in present]]
 
 
 def paired_bootstrap_ci(diff: np.ndarray, n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> tuple[float, float]:
@@ -64,10 +75,13 @@ def holm(pvalues) -> list[float]:
 
 
 def pairs(results: pd.DataFrame, metric: str = RANK_METRIC, by: str = "label", edges=None) -> pd.DataFrame:
-    """One row per SNR bucket (aggregate.buckets' bins, then "all") x pair of trained models, the
-    pair ordered by mean within the bucket (model_a the higher one; mean_diff is over the clips both
-    scored, so it can only be negative when failures leave different clips)."""
-    table = clip_table(results.assign(snr_bucket=buckets(results, by, edges)), metric)
+    """One row per SNR bucket (aggregate.buckets' bins, then "all") x pair of trained models or
+    pretrained enhancers, the pair ordered by mean within the bucket (model_a the higher one;
+    mean_diff is over the clips both scored, so it can only be negative when failures leave
+    different clips). Holm families: the pairs of two trained models, and the pairs with a
+    pretrained row."""
+    table = clip_table(results.assign(snr_bucket=buckets(results, by, edges)), metric, COMPARED)
+    trained = set(zip(*(results.loc[results["kind"] == "trained", c] for c in ("model", "profile"))))
     out = []
     if table.empty:
         return pd.DataFrame(columns=PAIR_COLUMNS)
@@ -84,10 +98,28 @@ def pairs(results: pd.DataFrame, metric: str = RANK_METRIC, by: str = "label", e
                          "profile_b": b[1], "metric": metric, "n": int(diff.size),
                          "mean_diff": float(diff.mean()) if diff.size else math.nan,
                          "ci95_low": low, "ci95_high": high, "p_wilcoxon": wilcoxon_p(diff)})
-        for row, adjusted in zip(rows, holm([r["p_wilcoxon"] for r in rows])):
-            row.update(p_holm=adjusted, significant=bool(adjusted < ALPHA))
+        for family in (True, False):
+            members = [r for r in rows if ((r["model_a"], r["profile_a"]) in trained
+                                           and (r["model_b"], r["profile_b"]) in trained) == family]
+            for row, adjusted in zip(members, holm([r["p_wilcoxon"] for r in members])):
+                row.update(p_holm=adjusted, significant=bool(adjusted < ALPHA))
         out += rows
     return pd.DataFrame(out, columns=PAIR_COLUMNS)
+
+
+def versus(pair_table: pd.DataFrame, a: tuple[str, str], b: tuple[str, str], bucket: str = ALL) -> dict | None:
+    """a minus b from their pair in `bucket`, whichever order pairs.csv holds them in: mean_diff,
+    ci95_low, ci95_high, significant; None when the pair is not there."""
+    rows = pair_table[pair_table["snr_bucket"] == bucket]
+    for r in rows.itertuples(index=False):
+        first, second = (r.model_a, r.profile_a), (r.model_b, r.profile_b)
+        if (first, second) == (a, b):
+            return {"mean_diff": r.mean_diff, "ci95_low": r.ci95_low, "ci95_high": r.ci95_high,
+                    "significant": bool(r.significant)}
+        if (first, second) == (b, a):
+            return {"mean_diff": -r.mean_diff, "ci95_low": -r.ci95_high, "ci95_high": -r.ci95_low,
+                    "significant": bool(r.significant)}
+    return None
 
 
 def _mean(values: pd.Series) -> float:

@@ -5,7 +5,8 @@ built without loading a model. Torch-free on purpose: benchmark/report imports i
 OUT/cache/listen/ (written whole by scoring/write_examples.py, or not at all):
   index.json                 {"format", "sample_rate", "per_bucket", "clips": [clip id, ...],
                               "models": [{"label", "model", "profile", "kind", "checkpoint_hash",
-                                          "folder", "failed": {clip id: reason}}, ...]}
+                                          "folder", "failed": {clip id: reason},
+                                          "note" (pretrained rows only: out of domain)}, ...]}
   <folder>/<clip id>/voice.wav, noise.wav
                              the model's estimates as float32 WAV (its exact output); <folder> is
                              the model's index ("01", ...), never a name read from a file. A clip
@@ -31,12 +32,14 @@ _FOLDER = re.compile(r"^\d{2,}$")
 
 @dataclass(frozen=True)
 class Shown:
-    """One model column of the page: a trained model (its lowest seed) or the oracle."""
+    """One model column of the page: a trained model (its lowest seed), a pretrained enhancer or
+    the oracle."""
     model: str
     profile: str
     kind: str
     checkpoint: str = ""  # trained: the file separated with ('' for the oracle)
-    checkpoint_hash: str = ""
+    checkpoint_hash: str = ""  # pretrained: its package and version (what its estimates come from)
+    note: str = ""  # pretrained: where it is out of its training domain, shown beside its column
 
     @property
     def label(self) -> str:

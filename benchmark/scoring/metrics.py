@@ -63,6 +63,9 @@ _METRIC_LIST = [
     Metric("voice_pesq_wb", True, "MOS-LQO", "PESQ-WB"),
     Metric("voice_stoi", True, "", "STOI", 3),
     Metric("voice_estoi", True, "", "ESTOI", 3),
+    Metric("voice_dnsmos_sig", True, "MOS", "DNSMOS SIG"),
+    Metric("voice_dnsmos_bak", True, "MOS", "DNSMOS BAK"),
+    Metric("voice_dnsmos_ovrl", True, "MOS", "DNSMOS OVRL"),
     Metric("noise_sisdr", True, "dB", "Noise SI-SDR"),
     Metric("noise_sisdri", True, "dB", "Noise SI-SDRi"),
     Metric("input_voice_sisdr", None, "dB", "Input voice SI-SDR"),
@@ -72,6 +75,9 @@ _METRIC_LIST = [
     Metric("input_voice_pesq_wb", None, "MOS-LQO", "Input PESQ-WB"),
     Metric("input_voice_stoi", None, "", "Input STOI", 3),
     Metric("input_voice_estoi", None, "", "Input ESTOI", 3),
+    Metric("input_voice_dnsmos_sig", None, "MOS", "Input DNSMOS SIG"),
+    Metric("input_voice_dnsmos_bak", None, "MOS", "Input DNSMOS BAK"),
+    Metric("input_voice_dnsmos_ovrl", None, "MOS", "Input DNSMOS OVRL"),
     Metric("snr_measured", None, "dB", "Measured SNR"),
     Metric("sep_seconds", False, "s", "Separation time", 3),
     Metric("rtf", False, "", "RTF", 3),
@@ -307,9 +313,42 @@ def _apply(fn, est, ref, name: str, row: dict, reasons: list[str]) -> None:
         reasons.append(f"{name}: {exc}")
 
 
-def input_scores(sources: np.ndarray, mix: np.ndarray, sample_rate: int) -> dict:
+# DNSMOS (optional: `evaluate --metrics +dnsmos`) scores the voice estimate without a reference.
+# A run that asks for it has these columns in its baseline (input_scores), and that is how every
+# later row of the run knows to score it too: the flag travels with the data, not as a setting.
+DNSMOS_PARTS = ("sig", "bak", "ovrl")
+DNSMOS_COLUMNS = tuple(f"voice_dnsmos_{p}" for p in DNSMOS_PARTS)
+
+
+def has_dnsmos(inputs: dict) -> bool:
+    return "input_voice_dnsmos_ovrl" in inputs
+
+
+def add_dnsmos(audio: np.ndarray, sample_rate: int, prefix: str, row: dict, reasons: list[str]) -> None:
+    """row[prefix_sig/bak/ovrl] from scoring.dnsmos; NaN and one reason when it cannot score."""
+    # Late: DNSMOS is an optional extra (onnxruntime sessions), imported only by a run using it.
+    from . import dnsmos
+
+    audio = np.asarray(audio, np.float64)
+    try:
+        if not np.all(np.isfinite(audio)):
+            raise MetricFailure("non-finite samples (NaN or inf)")
+        if not np.any(audio):
+            raise MetricFailure("silent estimate")
+        got = dnsmos.scores(audio, sample_rate)
+        values = {p: float(got[f"dnsmos_{p}"]) for p in DNSMOS_PARTS}
+    except Exception as exc:  # an external model: whatever it raises is this clip's reason, not the run's end
+        row.update({f"{prefix}_{p}": math.nan for p in DNSMOS_PARTS})
+        text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        reasons.append(f"{prefix}: {text}")
+        return
+    row.update({f"{prefix}_{p}": v for p, v in values.items()})
+
+
+def input_scores(sources: np.ndarray, mix: np.ndarray, sample_rate: int, dnsmos: bool = False) -> dict:
     """The unprocessed mixture scored against each stem: the baseline of every improvement.
-    Independent of the model, so the benchmark computes it once per clip."""
+    Independent of the model, so the benchmark computes it once per clip. `dnsmos`: also the
+    mixture's DNSMOS (input_voice_dnsmos_*), which makes score_clip score it for every row."""
     sources, mix = np.asarray(sources), np.asarray(mix)
     if not (sources.ndim == 2 and sources.shape[0] == 2 and sources.shape[1:] == mix.shape):
         raise ValueError(f"need sources [2, T] and a mixture [T], got {sources.shape} and {mix.shape}")
@@ -317,24 +356,28 @@ def input_scores(sources: np.ndarray, mix: np.ndarray, sample_rate: int) -> dict
     for suffix, fn in _voice_metrics(sample_rate):
         _apply(fn, mix, sources[0], f"input_voice_{suffix}", row, reasons)
     _apply(si_sdr, mix, sources[1], "input_noise_sisdr", row, reasons)
+    if dnsmos:
+        add_dnsmos(mix, sample_rate, "input_voice_dnsmos", row, reasons)
     row["snr_measured"] = snr_measured(sources, mix)
     row["pesq_sample_rate"] = pesq_mode(sample_rate)[1]
     row["failure_reason"] = "; ".join(reasons)
     return row
 
 
-def score_columns(sample_rate: int) -> list[str]:
-    """The metric columns of score_clip's row, in order (the PESQ mode is in the name)."""
+def score_columns(sample_rate: int, dnsmos: bool = False) -> list[str]:
+    """The metric columns of score_clip's row, in order (the PESQ mode is in the name); with
+    `dnsmos`, DNSMOS's columns of the voice estimate and of the mixture last."""
     mode, _ = pesq_mode(sample_rate)
     voice = ["voice_sisdr", "voice_sisdri", "voice_sdr", "voice_sdri", f"voice_pesq_{mode}", "voice_stoi", "voice_estoi"]
     inputs = ["input_voice_sisdr", "input_noise_sisdr", "input_voice_sdr", f"input_voice_pesq_{mode}",
               "input_voice_stoi", "input_voice_estoi"]
-    return voice + ["noise_sisdr", "noise_sisdri"] + inputs + ["pesq_sample_rate"]
+    extra = [*DNSMOS_COLUMNS, *(f"input_{c}" for c in DNSMOS_COLUMNS)] if dnsmos else []
+    return voice + ["noise_sisdr", "noise_sisdri"] + inputs + ["pesq_sample_rate"] + extra
 
 
 def failed_row(sample_rate: int, inputs: dict, reason: str) -> dict:
     """The row of a clip whose separation itself failed: every estimate metric NaN."""
-    row = {c: inputs.get(c, math.nan) for c in score_columns(sample_rate)}
+    row = {c: inputs.get(c, math.nan) for c in score_columns(sample_rate, has_dnsmos(inputs))}
     row["failure_reason"] = "; ".join(r for r in (reason, inputs.get("failure_reason", "")) if r)
     return row
 
@@ -356,11 +399,13 @@ def score_clip(est: np.ndarray, sources: np.ndarray, mix: np.ndarray, sample_rat
     for suffix, fn in _voice_metrics(sample_rate):
         _apply(fn, est[0], sources[0], f"voice_{suffix}", row, reasons)
     _apply(si_sdr, est[1], sources[1], "noise_sisdr", row, reasons)
+    if has_dnsmos(inputs):
+        add_dnsmos(est[0], sample_rate, "voice_dnsmos", row, reasons)
     # Differences of NaN stay NaN: an improvement is only shown when both ends were computed.
     row["voice_sisdri"] = row["voice_sisdr"] - inputs["input_voice_sisdr"]
     row["voice_sdri"] = row["voice_sdr"] - inputs["input_voice_sdr"]
     row["noise_sisdri"] = row["noise_sisdr"] - inputs["input_noise_sisdr"]
-    out = {c: row[c] if c in row else inputs[c] for c in score_columns(sample_rate)}
+    out = {c: row[c] if c in row else inputs[c] for c in score_columns(sample_rate, has_dnsmos(inputs))}
     out["failure_reason"] = "; ".join(r for r in (inputs.get("failure_reason", ""), *reasons) if r)
     return out
 
@@ -373,8 +418,9 @@ def mixture_scores(inputs: dict, sample_rate: int) -> dict:
     baseline instead of scored again: every metric is a function of its input alone, so the
     mixture row IS the baseline (improvements exactly 0, the same failures under the row's
     names). At the original data set's size, scoring it again cost 308 s of one core."""
-    row = {c: inputs[c] for c in score_columns(sample_rate) if c.startswith("input_") or c == "pesq_sample_rate"}
-    for column in score_columns(sample_rate):
+    columns = score_columns(sample_rate, has_dnsmos(inputs))
+    row = {c: inputs[c] for c in columns if c.startswith("input_") or c == "pesq_sample_rate"}
+    for column in columns:
         if column.startswith(("voice_", "noise_")) and not column.endswith(("sisdri", "sdri")):
             row[column] = inputs[f"input_{column}"]
     row["voice_sisdri"] = row["voice_sisdr"] - inputs["input_voice_sisdr"]
@@ -382,6 +428,6 @@ def mixture_scores(inputs: dict, sample_rate: int) -> dict:
     row["noise_sisdri"] = row["noise_sisdr"] - inputs["input_noise_sisdr"]
     baseline = inputs.get("failure_reason", "") or ""
     own = [r[len("input_"):] for r in _INPUT_REASON.split(baseline) if r]
-    out = {c: row[c] for c in score_columns(sample_rate)}
+    out = {c: row[c] for c in columns}
     out["failure_reason"] = "; ".join(r for r in (baseline, *own) if r)
     return out

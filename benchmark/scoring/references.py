@@ -14,9 +14,14 @@
   Stored stems need not sum to the mixture (data sets keep stems at other gains), so the stems
   are first scaled by their least-squares gains inside the mixture; for mix = voice + noise the
   gains are 1 and this changes nothing.
+- the pretrained enhancers of benchmark/baselines (kind "pretrained", `evaluate --pretrained`):
+  estimated by name here too, so they run in the same worker processes, per clip, on one torch
+  thread (as a trained model's CPU forward pass: the same bits with any --jobs, and an RTF of one
+  thread); each adapter returns (voice, mixture - voice).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import numpy as np
@@ -96,13 +101,66 @@ def names() -> list[str]:
     return list(REFERENCES)
 
 
+@functools.lru_cache(maxsize=None)
+def _baseline(name: str):
+    """The registered pretrained enhancer `name`, looked up once per process (its weights load
+    with it, not on every clip)."""
+    # Late: the enhancers' packages are an optional extra, imported only by a run that uses them.
+    from .. import baselines
+
+    found = baselines.available()
+    if name not in found:
+        raise KeyError(f"{name!r} is neither a reference nor an installed pretrained enhancer")
+    return found[name]
+
+
+def pretrained_facts(baseline) -> dict:
+    """What the leaderboard and the listening page show about a pretrained row, as plain values
+    (they are written into files), all from its registration (baselines.register): only an
+    installed package of the declared version is available, so `source` keys its cached rows."""
+    return {"sample_rate": baseline.sample_rate, "delay": int(baseline.delay), "licence": str(baseline.licence),
+            "package": str(baseline.package), "version": str(baseline.version),
+            "source": f"{baseline.package}=={baseline.version}", "n_params": baseline.parameters,
+            "out_of_domain": str(baseline.out_of_domain)}
+
+
+@contextlib.contextmanager
+def _one_torch_thread():
+    """One torch thread around a pretrained enhancer's forward pass: how a float reduction is
+    split across threads changes an estimate's last bits (scoring/workers.py does the same for
+    trained models)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _pretrained(name: str, mix: np.ndarray, sample_rate: int) -> np.ndarray:
+    baseline = _baseline(name)
+    with _one_torch_thread():
+        est = baseline.separate(np.asarray(mix, np.float32), sample_rate)
+    return np.asarray(est, np.float32)
+
+
 def kind(name: str) -> str:
     return REFERENCES[name][0]
 
 
 def estimate(name: str, mix: np.ndarray, sources: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Estimates [2, T] (voice, noise) of reference `name` for one clip."""
+    """Estimates [2, T] (voice, noise) of reference `name` (or pretrained enhancer) for one clip."""
     mix, sources = np.asarray(mix), np.asarray(sources)
     if not (mix.ndim == 1 and sources.shape == (2, mix.shape[0])):
         raise ValueError(f"need a mixture [T] and sources [2, T], got {mix.shape} and {sources.shape}")
+    if name not in REFERENCES:
+        return _pretrained(name, mix, sample_rate)
     return REFERENCES[name][1](mix, sources, sample_rate)
+
+
+def enhance(name: str, mix: np.ndarray, sample_rate: int) -> np.ndarray:
+    """A pretrained enhancer's estimates [2, T] of a recording without stems (score-unlabelled)."""
+    mix = np.asarray(mix)
+    if mix.ndim != 1:
+        raise ValueError(f"need a mixture [T], got {mix.shape}")
+    return _pretrained(name, mix, sample_rate)

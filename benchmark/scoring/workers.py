@@ -21,7 +21,7 @@ import os
 import signal
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, as_completed, wait
 from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
@@ -38,7 +38,7 @@ from . import metrics, references
 # rates shrink the batch instead of running out of memory.
 MAX_BATCH_SAMPLES = 16 * 10 * 16000
 
-# ---- worker side: runs in each process (or in-process with jobs=1) ----
+# ---- worker side: runs in each worker process ----
 _LOADED: dict[tuple[str, str], torch.nn.Module] = {}
 
 
@@ -69,15 +69,14 @@ def _row(meta: dict, sr: int, inputs: dict, est: np.ndarray | None, sources, mix
 
 
 @contextlib.contextmanager
-def _one_torch_thread(device: str):
-    """A CPU forward pass on one thread: how a float reduction is split across threads changes
-    the last bits of the estimate (about 1e-8 for lstm_mask and conv_tasnet between 1 and 2
-    threads), so a score would depend on --jobs (in-process with jobs=1, one thread per worker
-    otherwise). Parallelism comes from the worker processes instead. Set around the forward
-    only: the metrics' own torch-backed solvers keep their threads."""
-    if not device.startswith("cpu"):
-        yield
-        return
+def _one_torch_thread():
+    """A per-clip task's torch CPU work (a model's forward, the oracles' STFT) on one thread.
+    How a float reduction is split across threads changes the last bits of an estimate (about
+    1e-8 for lstm_mask and conv_tasnet between 1 and 2 threads), so a score would depend on
+    --jobs (in-process with jobs=1, one thread per worker otherwise). And parallelism comes from
+    processes (workers or shards): two --jobs 1 shards side by side with torch's 2 OpenMP
+    threads each took 1.1-1.5x the wall time of 1-thread ones on 2 cores (idle threads spin).
+    The metrics run on numpy (SDR too: fast_bss_eval's numpy backend), not on torch."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -89,6 +88,11 @@ def _one_torch_thread(device: str):
 def _run_task(task) -> tuple[list[dict], float]:
     """Per-clip mode: separate (model or reference) and score a list of clips."""
     spec, clips, inputs, device = task
+    with _one_torch_thread():
+        return _run_clips(spec, clips, inputs, device)
+
+
+def _run_clips(spec, clips, inputs, device) -> tuple[list[dict], float]:
     start, rows = time.perf_counter(), []
     dataset = FolderDataset(clips)
     sr = dataset.sample_rate
@@ -96,15 +100,14 @@ def _run_task(task) -> tuple[list[dict], float]:
         mix, sources, meta = dataset[i]
         mix, sources = mix.numpy(), sources.numpy()
         if spec[0] == "inputs":
-            rows.append({"clip_id": meta["id"], **metrics.input_scores(sources, mix, sr)})
+            rows.append({"clip_id": meta["id"], **metrics.input_scores(sources, mix, sr, dnsmos=spec[1] == "+dnsmos")})
             continue
         t0, est, failure = time.perf_counter(), None, ""
         try:
             if spec[0] == "reference":
                 est = references.estimate(spec[1], mix, sources, sr)
             else:
-                with _one_torch_thread(device):
-                    est = separate_clip(_model(spec, device), mix, sr, device=device)
+                est = separate_clip(_model(spec, device), mix, sr, device=device)
         except Exception as exc:  # one clip's failure is a row with its reason, not the end of the run
             failure = _reason(exc)
         rows.append(_row(meta, sr, inputs[meta["id"]], est, sources, mix, time.perf_counter() - t0, failure))
@@ -129,7 +132,7 @@ def _thread_env(threads: int):
     """Spawned workers start with `threads` OpenMP/BLAS threads each (unless the user chose):
     N workers x all-core thread pools oversubscribe the CPU, and spinning OpenMP threads then made
     a tiny model 10-100x slower on a busy 2-core machine. Set through the environment the
-    children inherit at start, not torch.set_num_threads (which breaks torch-backed SDR solvers)."""
+    children inherit at start (_launch), so OpenMP and OpenBLAS make their pools at that size."""
     wanted = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
               # numpy/scipy's OpenBLAS only serves the metrics; its idle threads spin and take
               # the cores from the model (see evaluate.py), so one is enough.
@@ -142,6 +145,15 @@ def _thread_env(threads: int):
         for n, value in saved.items():
             if value is None:
                 os.environ.pop(n, None)
+
+
+def _launch(pool: ProcessPoolExecutor, n: int) -> None:
+    """Start a spawn pool's `n` processes now, inside _thread_env: the pool starts a process per
+    submitted task (while none is idle), not when it is made, so workers started by the first
+    task after _thread_env had ended ran torch's 2 OpenMP threads each, and --jobs 2 was no
+    faster than --jobs 1 on 2 cores. No worker is idle before all are up (_warm's barrier)."""
+    for k in range(n):
+        pool.submit(_ready, k)
 
 
 def _warm(barrier) -> None:
@@ -164,16 +176,25 @@ def _ready(_) -> int:
 CRASH_REASON = "the scoring process died (a crash in a metric's or model's native code)"
 
 
-class Runner:
-    """Runs tasks in-process (jobs=1) or on a lazily started spawn pool: spawn, because a forked
-    torch/OpenMP or CUDA state is unsafe in the child.
+def _stop(pool: ProcessPoolExecutor) -> None:
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        proc.terminate()  # a clean shutdown would first finish the queued tasks
+    pool.shutdown(wait=False, cancel_futures=True)
 
-    A worker that dies (a segfault in a C library, the OOM killer) breaks the pool; the tasks it
-    took down are run again one by one, each in a process of its own, so the one that kills its
-    process again is known and becomes `crashed(task, reason)` instead of a hang or a lost run."""
+
+class Runner:
+    """Runs tasks on a lazily started pool of `jobs` spawned worker processes, with jobs=1 too:
+    run in this process, a segfault in a metric's or model's native code ended the whole
+    evaluation (exit 139, nothing written). Spawn, because a forked torch/OpenMP or CUDA state
+    is unsafe in the child.
+
+    A worker that dies (a segfault in a C library, the OOM killer) breaks the pool; the items of
+    the tasks it took down are run again one at a time per process (_isolated), so the item that
+    kills its process again is known and becomes `crashed(item, reason)` instead of a hang or a
+    lost run."""
 
     def __init__(self, jobs: int, log):
-        self.jobs, self.pool, self.log = jobs, None, log
+        self.jobs, self.pool, self.log = max(1, jobs), None, log
 
     def start(self):
         if self.pool is None:
@@ -181,14 +202,18 @@ class Runner:
             self.pool = self._new_pool(self.jobs)
             # returns once every worker passed _warm
             list(self.pool.map(_ready, range(self.jobs), chunksize=1))
-            self.log(f"started {self.jobs} worker processes in {time.perf_counter() - start:.1f} s")
+            self.log(f"started {self.jobs} worker process{'es' if self.jobs > 1 else ''} in "
+                     f"{time.perf_counter() - start:.1f} s")
         return self.pool
 
-    def _new_pool(self, n: int) -> ProcessPoolExecutor:
+    def _new_pool(self, n: int, share: int | None = None) -> ProcessPoolExecutor:
+        """n workers; `share`: how many processes split the cores (n unless given)."""
         ctx = multiprocessing.get_context("spawn")
-        with _thread_env(max(1, (os.cpu_count() or 1) // n)):
-            return ProcessPoolExecutor(n, mp_context=ctx, initializer=_warm,
+        with _thread_env(max(1, (os.cpu_count() or 1) // (share or n))):
+            pool = ProcessPoolExecutor(n, mp_context=ctx, initializer=_warm,
                                        initargs=(ctx.Barrier(n) if n > 1 else None,))
+            _launch(pool, n)
+        return pool
 
     def _drop_pool(self) -> None:
         if self.pool is not None:
@@ -199,8 +224,6 @@ class Runner:
         """fn over tasks, results in completion order; the workers start (and the tasks are
         queued) before this returns. After a crash, `split(task)` gives the task's one-item tasks
         to retry alone and `crashed(item, reason)` the result of one that kills its process again."""
-        if self.jobs <= 1 or len(tasks) <= 1:
-            return map(fn, tasks)
         pool = self.start()
         return self._results(fn, {pool.submit(fn, t): t for t in tasks}, split, crashed)
 
@@ -213,44 +236,63 @@ class Runner:
                 broken.append(pending[future])
         if broken:
             self._drop_pool()
-            self.log(f"a worker process died: running {len(broken)} task(s) again one clip at a time")
-            for task in broken:
-                for item in (split(task) if split else [task]):
-                    yield self._alone(fn, item, crashed)
+            items = [item for task in broken for item in (split(task) if split else [task])]
+            self.log(f"a worker process died: running the {len(items)} clip(s) it may have held again, "
+                     "one at a time per process")
+            yield from self._isolated(fn, items, crashed)
 
     def submit(self, fn, task, crashed=None):
-        if self.jobs <= 1:
-            return _Done(fn(task))
         pool = self.start()
         return _Pending(self, pool, fn, task, pool.submit(fn, task), crashed)
 
+    def _isolated(self, fn, items, crashed):
+        """fn over items, each in a process that runs nothing else meanwhile, so that a process
+        that dies was killed by its item. Up to `jobs` single-worker pools ("lanes") work side by
+        side, each given its next item when the last one returned; a lane is started again only
+        after a crash, so a retry costs one process start per crash, not one per item (with
+        1000 clips queued behind a crash, that was 1000 starts of a few seconds each)."""
+        queue, lanes = collections.deque(items), {}
+
+        def feed(pool):
+            if not queue:
+                pool.shutdown(wait=False)
+                return
+            item = queue.popleft()
+            lanes[pool.submit(fn, item)] = (pool, item)
+
+        try:
+            for _ in range(min(self.jobs, len(queue))):
+                feed(self._new_pool(1, share=self.jobs))
+            while lanes:
+                done, _ = wait(lanes, return_when=FIRST_COMPLETED)
+                for future in done:
+                    pool, item = lanes.pop(future)
+                    try:
+                        result = future.result()
+                    except BrokenProcessPool:
+                        pool.shutdown(wait=False, cancel_futures=True)
+                        if crashed is None:
+                            raise
+                        result = crashed(item, CRASH_REASON)
+                        pool = self._new_pool(1, share=self.jobs) if queue else None
+                    except BaseException:
+                        _stop(pool)
+                        raise
+                    if pool is not None:
+                        feed(pool)
+                    yield result
+        finally:
+            for pool, _ in lanes.values():
+                _stop(pool)
+
     def _alone(self, fn, task, crashed):
         """Run one task in a fresh process of its own: if it dies, this task killed it."""
-        solo = self._new_pool(1)
-        try:
-            return solo.submit(fn, task).result()
-        except BrokenProcessPool:
-            if crashed is None:
-                raise
-            return crashed(task, CRASH_REASON)
-        finally:
-            solo.shutdown(wait=False, cancel_futures=True)
+        return list(self._isolated(fn, [task], crashed))[0]
 
     def close(self):
         if self.pool is not None:
-            for proc in list(getattr(self.pool, "_processes", {}).values()):
-                proc.terminate()  # a clean shutdown would first finish the queued tasks
-            self._drop_pool()
-
-
-class _Done:
-    """A submitted task's result, for work done in-process (jobs=1)."""
-
-    def __init__(self, value):
-        self.value = value
-
-    def get(self):
-        return self.value
+            _stop(self.pool)
+            self.pool = None
 
 
 class _Pending:
@@ -327,8 +369,7 @@ def batches(lengths: list[int], batch: int, sample_rate: int) -> list[list[int]]
 
 
 def run_batched(runner: Runner, spec, clips, inputs, device, batch: int) -> tuple[list[dict], float]:
-    if runner.jobs > 1:
-        runner.start()  # start-up off the clock, as in run_per_clip
+    runner.start()  # start-up off the clock, as in run_per_clip
     start = time.perf_counter()
     model = load_model(spec[1])[0].to(device)
     dataset = FolderDataset(clips)

@@ -9,13 +9,12 @@ import json
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 from recipes.audio import read_audio
 from recipes.checkpoint import load_model
 from recipes.errors import SepbenchError
 from recipes.files import Stamp, atomic_folder
-from recipes.folder import content_hash
+from recipes.folder import content_hash, write_audio
 
 from ..separate.core import separate_clip
 from . import references
@@ -23,13 +22,18 @@ from .examples import FORMAT, INDEX, SOURCES, Shown, estimate_path, first_seed, 
 
 
 def shown_models(results, entries) -> list[Shown]:
-    """The page's columns: every trained model's lowest-seed checkpoint, then the oracle (shown
-    with or without its rows in results: its estimate needs only the stems)."""
+    """The page's columns: every trained model's lowest-seed checkpoint, every pretrained enhancer
+    scored, then the oracle (shown with or without its rows in results: its estimate needs only
+    the stems)."""
     first = first_seed(results[results["kind"] == "trained"])
     seeds = set(zip(first["model"], first["profile"], first["seed"].astype(str)))
     trained = [Shown(e.model, e.profile, "trained", e.checkpoint, e.checkpoint_hash) for e in entries
                if e.kind == "trained" and (e.model, e.profile, e.seed) in seeds]
-    return sorted(trained, key=lambda m: (m.model, m.profile)) + [oracle()]
+    scored = set(results.loc[results["kind"] == "pretrained", "model"])
+    pretrained = [Shown(e.model, e.profile, "pretrained", "", e.checkpoint_rel, e.card.get("out_of_domain", ""))
+                  for e in entries if e.kind == "pretrained" and e.model in scored]
+    return (sorted(trained, key=lambda m: (m.model, m.profile)) + sorted(pretrained, key=lambda m: m.model)
+            + [oracle()])
 
 
 def write_examples(out: Path, results, clips, models: list[Shown], per_bucket: int, device: str, key: dict,
@@ -42,7 +46,7 @@ def write_examples(out: Path, results, clips, models: list[Shown], per_bucket: i
     chosen = [by_id[cid] for cid in listen_clips(first_seed(results), per_bucket)]
     stamp = Stamp(where.with_suffix(".json"), outputs=[where],
                   key={**key, "format": FORMAT, "per_bucket": per_bucket, "clips": [c.id for c in chosen],
-                       "models": [[m.label, m.kind, m.checkpoint_hash] for m in models]})
+                       "models": [[m.label, m.kind, m.checkpoint_hash, *([m.note] if m.note else [])] for m in models]})
     if not force and stamp.fresh():
         return where
     audio = {c.id: _read(c) for c in chosen}
@@ -51,7 +55,8 @@ def write_examples(out: Path, results, clips, models: list[Shown], per_bucket: i
     with atomic_folder(where) as tmp:
         for j, model in enumerate(models, 1):
             entry = {"label": model.label, "model": model.model, "profile": model.profile, "kind": model.kind,
-                     "checkpoint_hash": model.checkpoint_hash, "folder": f"{j:02d}", "failed": {}}
+                     "checkpoint_hash": model.checkpoint_hash, "folder": f"{j:02d}", "failed": {},
+                     **({"note": model.note} if model.note else {})}
             run = _separator(model, sample_rate, device)
             for clip in chosen:
                 mix, sources, _ = audio[clip.id]
@@ -62,7 +67,8 @@ def write_examples(out: Path, results, clips, models: list[Shown], per_bucket: i
                 for s, source in enumerate(SOURCES):
                     path = estimate_path(tmp, entry, clip.id, source)
                     path.parent.mkdir(parents=True, exist_ok=True)
-                    sf.write(str(path), est[s], sample_rate, subtype="FLOAT")
+                    # Through memory: libsndfile given a path says only "System error" on a full disk.
+                    write_audio(path, est[s], sample_rate, subtype="FLOAT")
             entries.append(entry)
         index = {"format": FORMAT, "sample_rate": sample_rate, "per_bucket": per_bucket,
                  "clips": [c.id for c in chosen], "clips_hash": content_hash(chosen), "models": entries}
