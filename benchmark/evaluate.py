@@ -114,7 +114,7 @@ def discover(runs: Path, log) -> tuple[list[Entry], list[str]]:
     return entries, errors
 
 
-def pretrained_entries(log, names=None) -> tuple[list[Entry], list[str]]:
+def pretrained_entries(log, names=None, sample_rate: int | None = None) -> tuple[list[Entry], list[str]]:
     """The pretrained enhancers (all, or those `names`) whose optional extra is installed, as rows
     of kind "pretrained", and one note per one that is not (logged; the run goes on without it).
     A name that is not registered is an error."""
@@ -134,7 +134,7 @@ def pretrained_entries(log, names=None) -> tuple[list[Entry], list[str]]:
     for name, b in baselines.available().items():
         if name not in wanted:
             continue
-        facts = references.pretrained_facts(b)
+        facts = references.pretrained_facts(b, [sample_rate] if sample_rate else ())
         entries.append(Entry(name, "-", "pretrained", checkpoint_rel=facts["source"], card=facts))
     return entries, skipped
 
@@ -224,7 +224,7 @@ def evaluate(data, runs="runs", out="leaderboard", jobs: int | None = None, forc
     if pretrained:
         picked = None if pretrained is True or pretrained == "all" else (
             [n.strip() for n in pretrained.split(",") if n.strip()] if isinstance(pretrained, str) else list(pretrained))
-        found, skipped = pretrained_entries(log, picked)
+        found, skipped = pretrained_entries(log, picked, sr)
         entries += found
     if not entries:
         raise SepbenchError("nothing to evaluate: no runs folder, references are off and no pretrained enhancer "

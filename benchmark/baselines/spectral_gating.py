@@ -13,8 +13,8 @@ PACKAGE, VERSION, MODULE = "noisereduce", "3.0.3", "noisereduce"
 @register("spectral_gating", "noisereduce's non-stationary spectral gating, its default settings",
           sample_rate=None, delay=0, licence="MIT (noisereduce: Tim Sainburg)", package=PACKAGE, version=VERSION,
           module=MODULE, install="pip install -e .[baselines]", parameters=None,
-          out_of_domain="not trained: it has no training domain; its 1024-sample frames are 128 ms at 8 kHz "
-                        "(64 ms at 16 kHz), so its time resolution depends on the rate")
+          out_of_domain="not trained, so it has no training domain; its frames are 1024 samples (128 ms at "
+                        "8 kHz, 64 ms at 16 kHz), so its time resolution depends on the rate")
 def load():
     # Late: noisereduce is only installed with the extra, and imports scipy.signal (~0.7 s).
     import noisereduce

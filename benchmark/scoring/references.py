@@ -114,14 +114,17 @@ def _baseline(name: str):
     return found[name]
 
 
-def pretrained_facts(baseline) -> dict:
+def pretrained_facts(baseline, rates=()) -> dict:
     """What the leaderboard and the listening page show about a pretrained row, as plain values
     (they are written into files), all from its registration (baselines.register): only an
-    installed package of the declared version is available, so `source` keys its cached rows."""
+    installed package of the declared version is available, so `source` keys its cached rows.
+    rates: the input's sample rates, for the out-of-domain note (baselines.domain_note)."""
+    from benchmark.baselines import domain_note
+
     return {"sample_rate": baseline.sample_rate, "delay": int(baseline.delay), "licence": str(baseline.licence),
             "package": str(baseline.package), "version": str(baseline.version),
             "source": f"{baseline.package}=={baseline.version}", "n_params": baseline.parameters,
-            "out_of_domain": str(baseline.out_of_domain)}
+            "out_of_domain": domain_note(str(baseline.out_of_domain), baseline.sample_rate, rates)}
 
 
 @contextlib.contextmanager
