@@ -187,7 +187,8 @@ def main(argv=None) -> int:
              cps["sepbench_jobs_1"] / cps["asteroid"]]]
     print(common.table(["side", "processes", "wall s (median)", "clips/s", "speed-up vs asteroid"], rows))
     phases = {k: {p: common.median(v) for p, v in log_parts(logs[k]).items()} for k in logs}
-    per_model = {k: n / phases[k]["model"] for k in logs}
+    # The log rounds to 0.1 s: a tiny --quick row can read "0.0 s" (too fast to time, not free).
+    per_model = {k: n / phases[k]["model"] if phases[k]["model"] > 0 else math.inf for k in logs}
     print(f"\nsepbench's phases (medians from its log): jobs default: worker start {phases['default']['workers']:.1f} s, "
           f"mixture baseline {phases['default']['baseline']:.1f} s, model rows {phases['default']['model']:.1f} s; "
           f"jobs 1: baseline {phases['1']['baseline']:.1f} s, model rows {phases['1']['model']:.1f} s.")

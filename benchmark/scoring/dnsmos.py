@@ -30,8 +30,10 @@ FIT_OVRL = (-0.06766283, 1.11546468, 0.04602535)
 # P.808's features: librosa.feature.melspectrogram(n_fft=321, hop_length=160, n_mels=120), then
 # power_to_db(ref=max) with librosa's amin and top_db, mapped by (dB + 40) / 40.
 N_FFT, HOP, N_MELS, AMIN, TOP_DB = 321, 160, 120, 1e-10, 80.0
-# Windows per session.run: memory stays ~40 MB per batch (the P.808 frames in float64) on any length.
-BATCH = 16
+# Windows per session.run. One: on one onnxruntime thread the P.835 network took 2.48 s for 7
+# windows run one by one and 3.00 s for the same 7 in one batch (2 cores, load 1.5), so batching
+# costs time here; one window at a time also keeps memory flat on any clip length.
+BATCH = 1
 KEYS = ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808")
 
 

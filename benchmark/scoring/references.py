@@ -29,6 +29,7 @@ import torch
 
 from recipes.stft_masking import make_stft, pad_to_hops, stft_sizes
 
+from ..baselines import domain_note
 from .metrics import mixture_gains, one_blas_thread
 
 WIN_MS, HOP_MS = 32.0, 8.0
@@ -119,7 +120,6 @@ def pretrained_facts(baseline, rates=()) -> dict:
     (they are written into files), all from its registration (baselines.register): only an
     installed package of the declared version is available, so `source` keys its cached rows.
     rates: the input's sample rates, for the out-of-domain note (baselines.domain_note)."""
-    from benchmark.baselines import domain_note
 
     return {"sample_rate": baseline.sample_rate, "delay": int(baseline.delay), "licence": str(baseline.licence),
             "package": str(baseline.package), "version": str(baseline.version),
