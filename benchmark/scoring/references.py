@@ -128,10 +128,15 @@ def pretrained_facts(baseline, rates=()) -> dict:
 
 
 @contextlib.contextmanager
-def _one_torch_thread():
-    """One torch thread around a pretrained enhancer's forward pass: how a float reduction is
-    split across threads changes an estimate's last bits (scoring/workers.py does the same for
-    trained models)."""
+def one_torch_thread():
+    """Torch CPU work on one thread: a scoring task (a model's forward, the oracles' STFT;
+    scoring/workers.py) or a pretrained enhancer's forward.
+    How a float reduction is split across threads changes the last bits of an estimate (about
+    1e-8 for lstm_mask and conv_tasnet between 1 and 2 threads), so a score would depend on
+    --jobs (in-process with jobs=1, one thread per worker otherwise). And parallelism comes from
+    processes (workers or shards): two --jobs 1 shards side by side with torch's 2 OpenMP
+    threads each took 1.1-1.5x the wall time of 1-thread ones on 2 cores (idle threads spin).
+    The metrics run on numpy (SDR too: fast_bss_eval's numpy backend), not on torch."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -142,7 +147,7 @@ def _one_torch_thread():
 
 def _pretrained(name: str, mix: np.ndarray, sample_rate: int) -> np.ndarray:
     baseline = _baseline(name)
-    with _one_torch_thread():
+    with one_torch_thread():
         est = baseline.separate(np.asarray(mix, np.float32), sample_rate)
     return np.asarray(est, np.float32)
 

@@ -68,27 +68,10 @@ def _row(meta: dict, sr: int, inputs: dict, est: np.ndarray | None, sources, mix
             "rtf": seconds / duration}
 
 
-@contextlib.contextmanager
-def _one_torch_thread():
-    """A per-clip task's torch CPU work (a model's forward, the oracles' STFT) on one thread.
-    How a float reduction is split across threads changes the last bits of an estimate (about
-    1e-8 for lstm_mask and conv_tasnet between 1 and 2 threads), so a score would depend on
-    --jobs (in-process with jobs=1, one thread per worker otherwise). And parallelism comes from
-    processes (workers or shards): two --jobs 1 shards side by side with torch's 2 OpenMP
-    threads each took 1.1-1.5x the wall time of 1-thread ones on 2 cores (idle threads spin).
-    The metrics run on numpy (SDR too: fast_bss_eval's numpy backend), not on torch."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _run_task(task) -> tuple[list[dict], float]:
     """Per-clip mode: separate (model or reference) and score a list of clips."""
     spec, clips, inputs, device = task
-    with _one_torch_thread():
+    with references.one_torch_thread():
         return _run_clips(spec, clips, inputs, device)
 
 
